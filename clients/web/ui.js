@@ -1,0 +1,332 @@
+// The page: screens, the tile grid, the control bar, toasts and messages.
+// Nothing here speaks to the network; app.js drives it.
+
+const $ = (id) => document.getElementById(id);
+
+const TILE_ASPECT = 16 / 9;
+const TILE_GAP_PX = 12;
+
+/** Up to two initials, for the avatar shown when a camera is off. */
+export function initials(name) {
+  const words = String(name || "").trim().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return "?";
+  const first = Array.from(words[0])[0] || "";
+  const last = words.length > 1 ? Array.from(words[words.length - 1])[0] || "" : "";
+  return (first + last).toUpperCase();
+}
+
+/** A stable, pleasant hue per participant so avatars are told apart. */
+function hueFor(key) {
+  let hash = 0;
+  for (const char of String(key)) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  return hash % 360;
+}
+
+const SCREENS = ["prejoin", "meeting", "message"];
+
+export function showScreen(name) {
+  for (const screen of SCREENS) $(screen).hidden = screen !== name;
+  $("app").dataset.screen = name;
+}
+
+/** Reflect the local mute state on every mic/camera button (pre-join and meeting). */
+export function setMediaButtons({ audioMuted, videoMuted, hasAudio, hasVideo }) {
+  for (const button of document.querySelectorAll('[data-action="toggle-mic"]')) {
+    button.dataset.off = String(audioMuted);
+    button.disabled = !hasAudio;
+    button.setAttribute("aria-label", !hasAudio ? "No microphone" : audioMuted ? "Unmute microphone" : "Mute microphone");
+    button.title = button.getAttribute("aria-label");
+  }
+  for (const button of document.querySelectorAll('[data-action="toggle-cam"]')) {
+    button.dataset.off = String(videoMuted);
+    button.disabled = !hasVideo;
+    button.setAttribute("aria-label", !hasVideo ? "No camera" : videoMuted ? "Turn on camera" : "Turn off camera");
+    button.title = button.getAttribute("aria-label");
+  }
+}
+
+export function setMeetingTitle(title) {
+  $("meeting-title").textContent = title;
+  $("prejoin-meeting-title").textContent = title;
+  document.title = `${title} · Townhall`;
+}
+
+export function setParticipantCount(count) {
+  $("participant-count-value").textContent = String(count);
+  $("participant-count").title = `${count} participant${count === 1 ? "" : "s"}`;
+}
+
+const CONNECTION_LABELS = {
+  connecting: "Connecting…",
+  connected: "Live",
+  disconnected: "Reconnecting…",
+  failed: "Connection problem",
+};
+
+export function setConnectionState(state) {
+  const pill = $("connection-state");
+  pill.dataset.state = state;
+  pill.textContent = CONNECTION_LABELS[state] || state;
+}
+
+// ---- pre-join ---------------------------------------------------------------
+
+export function setPreview(stream, { videoMuted, audioMuted, name }) {
+  const video = $("preview-video");
+  if (video.srcObject !== stream) video.srcObject = stream;
+  const tile = video.closest(".tile");
+  const hasVideo = Boolean(stream && stream.getVideoTracks().length);
+  tile.dataset.videoMuted = String(videoMuted || !hasVideo);
+  tile.dataset.audioMuted = String(audioMuted);
+  $("preview-initials").textContent = initials(name);
+  tile.style.setProperty("--avatar-hue", hueFor(name || "you"));
+}
+
+export function setPreviewNotice(text) {
+  const notice = $("preview-notice");
+  notice.textContent = text || "";
+  notice.hidden = !text;
+}
+
+export function setJoinBusy(busy) {
+  const button = $("join-button");
+  button.disabled = busy;
+  button.textContent = busy ? "Joining…" : "Join";
+  $("name-input").disabled = busy;
+  button.setAttribute("aria-busy", String(busy));
+}
+
+export function showJoinError(message) {
+  const error = $("join-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+}
+
+// ---- tiles ----------------------------------------------------------------------
+
+const ICON_MIC_OFF =
+  '<svg class="icon" aria-hidden="true"><use href="#i-mic-off"/></svg>';
+
+/** One participant's (or one screen share's) place in the grid. */
+class Tile {
+  constructor(key, { participantId, source, isSelf }) {
+    this.key = key;
+    this.isSelf = isSelf;
+    this.videoTrack = null;
+    this.audioTrack = null;
+
+    const el = document.createElement("div");
+    el.className = "tile";
+    el.setAttribute("role", "listitem");
+    el.dataset.participantId = participantId;
+    el.dataset.source = source;
+    el.dataset.self = String(isSelf);
+    el.dataset.videoReady = "false";
+    el.style.setProperty("--avatar-hue", hueFor(participantId));
+
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true; // sound plays through the tile's <audio>, never our own
+    video.addEventListener("loadeddata", () => this.markVideoReady());
+    video.addEventListener("resize", () => this.markVideoReady());
+
+    const avatar = document.createElement("div");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    this.initialsEl = document.createElement("span");
+    this.initialsEl.className = "avatar-initials";
+    avatar.append(this.initialsEl);
+
+    const label = document.createElement("div");
+    label.className = "tile-label";
+    this.mutedEl = document.createElement("span");
+    this.mutedEl.className = "muted-indicator";
+    this.mutedEl.setAttribute("role", "img");
+    this.mutedEl.setAttribute("aria-label", "Microphone muted");
+    this.mutedEl.innerHTML = ICON_MIC_OFF;
+    this.nameEl = document.createElement("span");
+    this.nameEl.className = "tile-name";
+    label.append(this.mutedEl, this.nameEl);
+
+    el.append(video, avatar, label);
+    this.el = el;
+    this.video = video;
+    this.audio = null;
+  }
+
+  update({ name, audioMuted, videoMuted }) {
+    const el = this.el;
+    el.dataset.name = name;
+    const shown = this.isSelf ? `${name} (you)` : el.dataset.source === "screen" ? `${name}'s screen` : name;
+    if (this.nameEl.textContent !== shown) this.nameEl.textContent = shown;
+    this.initialsEl.textContent = initials(name);
+    el.dataset.audioMuted = String(Boolean(audioMuted));
+    el.dataset.videoMuted = String(Boolean(videoMuted) || !this.videoTrack);
+    el.setAttribute(
+      "aria-label",
+      `${shown}${audioMuted ? ", microphone muted" : ""}${videoMuted || !this.videoTrack ? ", camera off" : ""}`,
+    );
+  }
+
+  markVideoReady() {
+    if (this.video.videoWidth > 0) this.el.dataset.videoReady = "true";
+  }
+
+  setVideoTrack(track) {
+    if (track === this.videoTrack) return;
+    this.videoTrack = track;
+    this.el.dataset.videoReady = "false";
+    this.video.srcObject = track ? new MediaStream([track]) : null;
+    if (track) this.video.play().catch(() => {}); // muted video: autoplay is allowed
+  }
+
+  /** Attach remote audio; resolves false when the browser blocks autoplay. */
+  setAudioTrack(track, sink) {
+    if (track === this.audioTrack) return Promise.resolve(true);
+    this.audioTrack = track;
+    if (!track) {
+      if (this.audio) this.audio.srcObject = null;
+      return Promise.resolve(true);
+    }
+    if (!this.audio) {
+      this.audio = document.createElement("audio");
+      this.audio.autoplay = true;
+      this.audio.dataset.participantId = this.el.dataset.participantId;
+      sink.append(this.audio);
+    }
+    this.audio.srcObject = new MediaStream([track]);
+    return this.audio.play().then(
+      () => true,
+      (error) => error?.name !== "NotAllowedError",
+    );
+  }
+
+  setSpeaking(speaking) {
+    const value = String(Boolean(speaking));
+    if (this.el.dataset.speaking !== value) this.el.dataset.speaking = value;
+  }
+
+  remove() {
+    this.video.srcObject = null;
+    if (this.audio) {
+      this.audio.srcObject = null;
+      this.audio.remove();
+    }
+    this.el.remove();
+  }
+}
+
+/** Chooses columns so that 16:9 tiles are as large as the stage allows. */
+export function bestLayout(count, width, height, gap = TILE_GAP_PX) {
+  let best = { columns: 1, rows: Math.max(count, 1), tileWidth: 0 };
+  for (let columns = 1; columns <= Math.max(count, 1); columns += 1) {
+    const rows = Math.ceil(count / columns);
+    const tileWidth = Math.min(
+      (width - gap * (columns - 1)) / columns,
+      ((height - gap * (rows - 1)) / rows) * TILE_ASPECT,
+    );
+    if (tileWidth > best.tileWidth + 0.5) best = { columns, rows, tileWidth };
+  }
+  return best;
+}
+
+export class TileGrid {
+  constructor() {
+    this.grid = $("grid");
+    this.stage = $("stage");
+    this.sink = $("audio-sink");
+    this.tiles = new Map();
+    this.onAudioBlocked = null;
+    new ResizeObserver(() => this.layout()).observe(this.stage);
+  }
+
+  /** Create or update a tile; `key` is the participant id, plus ":screen" for a share. */
+  upsert(key, { participantId, source = "camera", isSelf = false, name, audioMuted, videoMuted, videoTrack, audioTrack }) {
+    let tile = this.tiles.get(key);
+    if (!tile) {
+      tile = new Tile(key, { participantId, source, isSelf });
+      this.tiles.set(key, tile);
+      if (isSelf) this.grid.prepend(tile.el);
+      else this.grid.append(tile.el);
+      this.layout();
+    }
+    tile.setVideoTrack(videoTrack || null);
+    if (!isSelf) {
+      tile.setAudioTrack(audioTrack || null, this.sink).then((played) => {
+        if (!played) this.onAudioBlocked?.();
+      });
+    }
+    tile.update({ name, audioMuted, videoMuted });
+    return tile;
+  }
+
+  remove(key) {
+    const tile = this.tiles.get(key);
+    if (!tile) return;
+    tile.remove();
+    this.tiles.delete(key);
+    this.layout();
+  }
+
+  keys() {
+    return [...this.tiles.keys()];
+  }
+
+  get(key) {
+    return this.tiles.get(key);
+  }
+
+  clear() {
+    for (const key of this.keys()) this.remove(key);
+  }
+
+  /** Retry every remote <audio> after a user gesture lifted the autoplay block. */
+  resumeAudio() {
+    for (const tile of this.tiles.values()) tile.audio?.play().catch(() => {});
+  }
+
+  layout() {
+    const count = this.tiles.size;
+    const { width, height } = this.stage.getBoundingClientRect();
+    if (!count || !width || !height) return;
+    const { columns, tileWidth } = bestLayout(count, width, height);
+    const size = Math.max(Math.floor(tileWidth), 120);
+    this.grid.style.setProperty("--tile-width", `${size}px`);
+    this.grid.style.setProperty("--grid-width", `${columns * size + (columns - 1) * TILE_GAP_PX}px`);
+    this.grid.dataset.count = String(count);
+    this.grid.dataset.columns = String(columns);
+  }
+}
+
+// ---- feedback -----------------------------------------------------------------
+
+export function toast(text, { tone = "info", timeoutMs = 3500 } = {}) {
+  const item = document.createElement("div");
+  item.className = "toast";
+  item.dataset.tone = tone;
+  item.textContent = text;
+  $("toasts").append(item);
+  setTimeout(() => {
+    item.classList.add("toast--leaving");
+    setTimeout(() => item.remove(), 300);
+  }, timeoutMs);
+}
+
+const MESSAGE_ICONS = { left: "#i-leave", removed: "#i-alert", lost: "#i-alert", waiting: "#i-hourglass" };
+
+/** The full-page message shown after leaving, removal or a lost connection. */
+export function showMessage({ kind, heading, detail, canRejoin = true }) {
+  const screen = $("message");
+  screen.dataset.kind = kind;
+  $("message-icon").innerHTML = `<svg class="icon"><use href="${MESSAGE_ICONS[kind] || "#i-alert"}"/></svg>`;
+  $("message-heading").textContent = heading;
+  $("message-detail").textContent = detail || "";
+  $("rejoin-button").hidden = !canRejoin;
+  showScreen("message");
+  $("message-heading").focus();
+}
+
+export function setEnableAudioVisible(visible) {
+  $("enable-audio").hidden = !visible;
+}
