@@ -29,7 +29,8 @@ Client -> SFU:
 
 SFU -> client:
 
-``joined``              ``{participant_id, meeting_id, name, role, ice_servers, participants: [participant]}``
+``joined``              ``{participant_id, meeting_id, name, role, ice_servers,
+                          participants: [participant]}``
 ``publish-answer``      ``{sdp}``
 ``subscribe-offer``     ``{sdp, tracks: [{mid, track_id, participant_id, kind, source}]}``
 ``participant-joined``  ``{participant}``
