@@ -124,7 +124,7 @@ class Participant:
         if self.room is not None:
             self.room.on_updated(self)
 
-    async def flush(self, timeout: float = 2.0) -> None:
+    async def flush(self, grace_s: float = 2.0) -> None:
         """Let queued frames reach the client before the socket closes."""
         try:
             self._outbox.put_nowait(None)
@@ -132,7 +132,7 @@ class Participant:
             self._writer.cancel()
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+            await asyncio.wait_for(asyncio.shield(self._writer), grace_s)
         except (TimeoutError, asyncio.CancelledError):
             self._writer.cancel()
 
