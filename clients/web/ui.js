@@ -15,11 +15,14 @@ export function initials(name) {
   return (first + last).toUpperCase();
 }
 
-/** A stable, pleasant hue per participant so avatars are told apart. */
+// Hues that keep white initials readable; one is picked per participant.
+const AVATAR_HUES = [4, 24, 145, 170, 200, 225, 262, 290, 320, 345];
+
+/** A stable hue per participant (FNV-1a over the id) so avatars are told apart. */
 function hueFor(key) {
-  let hash = 0;
-  for (const char of String(key)) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
-  return hash % 360;
+  let hash = 0x811c9dc5;
+  for (const char of String(key)) hash = Math.imul(hash ^ char.codePointAt(0), 0x01000193) >>> 0;
+  return AVATAR_HUES[hash % AVATAR_HUES.length];
 }
 
 const SCREENS = ["prejoin", "meeting", "message"];
@@ -288,7 +291,9 @@ export class TileGrid {
 
   layout() {
     const count = this.tiles.size;
-    const { width, height } = this.stage.getBoundingClientRect();
+    const style = getComputedStyle(this.stage);
+    const width = this.stage.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const height = this.stage.clientHeight - parseFloat(style.paddingTop) - parseFloat(style.paddingBottom);
     if (!count || !width || !height) return;
     const { columns, tileWidth } = bestLayout(count, width, height);
     const size = Math.max(Math.floor(tileWidth), 120);
