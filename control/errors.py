@@ -1,0 +1,139 @@
+"""Errors the control plane reports on purpose, and the one place they become HTTP.
+
+::
+
+    ControlError                      code                  HTTP
+    ├── BadRequest                    bad_request           400
+    │   ├── InvalidJson               invalid_json          400
+    │   ├── InvalidField              invalid_field         400
+    │   ├── UnknownField              unknown_field         400
+    │   └── InvalidParameter          invalid_parameter     400
+    ├── Unauthorized                  unauthorized          401
+    ├── Forbidden                     forbidden             403
+    ├── NotFound                      not_found             404
+    │   └── MeetingNotFound           meeting_not_found     404
+    ├── MethodNotAllowed              method_not_allowed    405
+    ├── Conflict                      conflict              409
+    │   ├── MeetingEnded              meeting_ended         409
+    │   └── InvalidTransition         invalid_transition    409
+    └── PayloadTooLarge               payload_too_large     413
+
+Anything else that escapes a handler is a bug: :func:`http_error` turns it
+into a 500 ``internal`` whose body says nothing about the internals (the edge
+logs the traceback). Every error body has the shape
+``{"error": {"code": ..., "message": ..., "details": {...}}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "ControlError",
+    "Forbidden",
+    "InvalidField",
+    "InvalidJson",
+    "InvalidParameter",
+    "InvalidTransition",
+    "MeetingEnded",
+    "MeetingNotFound",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "UnknownField",
+    "http_error",
+]
+
+
+class ControlError(Exception):
+    """An error meant for the API caller: a stable code, a message, details."""
+
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(ControlError):
+    code = "bad_request"
+
+
+class InvalidJson(BadRequest):
+    code = "invalid_json"
+
+
+class InvalidField(BadRequest):
+    code = "invalid_field"
+
+
+class UnknownField(BadRequest):
+    code = "unknown_field"
+
+
+class InvalidParameter(BadRequest):
+    code = "invalid_parameter"
+
+
+class Unauthorized(ControlError):
+    code = "unauthorized"
+
+
+class Forbidden(ControlError):
+    code = "forbidden"
+
+
+class NotFound(ControlError):
+    code = "not_found"
+
+
+class MeetingNotFound(NotFound):
+    code = "meeting_not_found"
+
+
+class MethodNotAllowed(ControlError):
+    code = "method_not_allowed"
+
+
+class Conflict(ControlError):
+    code = "conflict"
+
+
+class MeetingEnded(Conflict):
+    code = "meeting_ended"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class PayloadTooLarge(ControlError):
+    code = "payload_too_large"
+
+
+_STATUS: tuple[tuple[type[ControlError], int], ...] = (
+    (BadRequest, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (MethodNotAllowed, 405),
+    (Conflict, 409),
+    (PayloadTooLarge, 413),
+)
+
+
+def http_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and error body for any exception (500 for the unexpected)."""
+    if isinstance(exc, ControlError):
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                return status, _body(exc.code, exc.message, exc.details)
+    return 500, _body("internal", "internal server error", {})
+
+
+def _body(code: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}

@@ -1,0 +1,33 @@
+"""The control plane's slice of the configuration, built by ``townhall.cli``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """What the control plane needs; it never reads files or the environment itself."""
+
+    # Base of every link handed out (join links); no trailing slash.
+    public_url: str
+    # Where the SQLite database lives.
+    data_dir: Path
+    # The admin API key, compared in constant time.
+    api_key: str
+    # Signs join tokens (HS256, townhall.contract.mint_token).
+    token_secret: str
+    # WebSocket URL of the SFU node that hosts meetings (one node when embedded).
+    signaling_url: str
+    # Folder with the browser client: index.html for /m/{id}, the rest under /static/.
+    web_root: Path
+    token_ttl_s: int = 600
+    max_body_bytes: int = 1024 * 1024
+    # RTCIceServer dicts ({"urls": [...], "username"?, "credential"?}) for clients.
+    ice_servers: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "townhall.sqlite3"

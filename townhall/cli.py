@@ -1,0 +1,206 @@
+"""The ``townhall`` command: the composition root, the one place that wires the planes.
+
+This is the only module that imports both ``control`` and ``sfu``, and the
+only place that reads the environment (``TOWNHALL_*``). Each component gets
+its own slice of the validated :class:`townhall.config.Config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import importlib.resources
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+import clients
+from control import ControlConfig, create_app
+from sfu.config import IceServer
+from sfu.node import SfuNode
+
+from .config import Config, ConfigError, Secrets, load_config, load_or_create_secrets
+
+__all__ = ["build_app", "main", "parse_args", "resolve_config"]
+
+log = logging.getLogger("townhall")
+
+# Where SfuNode serves its signaling WebSocket (see its class docstring).
+SIGNALING_PATH = "/sfu/ws"
+
+# Environment variable -> config key. Flags win over these, these over the file.
+ENVIRONMENT: dict[str, str] = {
+    "TOWNHALL_API_KEY": "auth.api_key",
+    "TOWNHALL_HOST": "server.host",
+    "TOWNHALL_PORT": "server.port",
+    "TOWNHALL_DATA_DIR": "server.data_dir",
+    "TOWNHALL_PUBLIC_URL": "server.public_url",
+}
+_INTEGER_KEYS = {"server.port"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``townhall`` console script."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = resolve_config(args, os.environ)
+        secrets = load_or_create_secrets(config.auth, config.server.data_dir)
+    except ConfigError as exc:
+        print(f"townhall: configuration error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(config, secrets))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="townhall",
+        description="Townhall: a self-hosted meeting server (WebRTC SFU and control plane).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the control plane and one SFU node in one process",
+        description="Run everything in one process: REST API, join pages, one SFU node, "
+        "SQLite under the data dir. Flags override environment variables "
+        f"({', '.join(ENVIRONMENT)}), which override the config file.",
+    )
+    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--data-dir", metavar="DIR", help="where state lives (default ./data)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="URL clients reach this server at (default http://HOST:PORT)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="logging verbosity (default info)",
+    )
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    """The config file, overridden by ``TOWNHALL_*`` variables, overridden by flags."""
+    overrides: dict[str, object] = {}
+    for variable, key in ENVIRONMENT.items():
+        value = environ.get(variable)
+        if value:
+            overrides[key] = _from_environment(variable, key, value)
+    flags = {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.data_dir": args.data_dir,
+        "server.public_url": args.public_url,
+    }
+    overrides.update({key: value for key, value in flags.items() if value is not None})
+    return load_config(args.config, overrides)
+
+
+def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Application:
+    """The control plane's application with the SFU node's routes mounted on it."""
+    public_url = config.server.public_url
+    control_config = ControlConfig(
+        public_url=public_url,
+        data_dir=config.server.data_dir,
+        api_key=secrets.api_key,
+        token_secret=secrets.token_secret,
+        token_ttl_s=config.auth.token_ttl_s,
+        max_body_bytes=config.server.max_body_bytes,
+        signaling_url=_websocket_url(public_url) + SIGNALING_PATH,
+        ice_servers=tuple(_ice_server_json(server) for server in config.sfu.ice_servers),
+        web_root=web_root,
+    )
+    app = create_app(control_config)
+    node = SfuNode(config.sfu, secrets.token_secret)
+    app.add_routes(node.routes())
+
+    async def close_node(app: web.Application) -> None:
+        # on_shutdown runs while the server still holds open WebSockets: the
+        # node says goodbye to its participants before connections are cut.
+        await node.close()
+
+    app.on_shutdown.append(close_node)
+    return app
+
+
+def web_client_root() -> Path:
+    """The browser client's folder (``clients/web``), installed as package data."""
+    return Path(str(importlib.resources.files(clients).joinpath("web")))
+
+
+async def _serve(config: Config, secrets: Secrets) -> int:
+    app = build_app(config, secrets, web_client_root())
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(
+            f"townhall: cannot listen on {config.server.host}:{config.server.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"Townhall is running at {config.server.public_url}  API key: {secrets.api_key}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+    return 0
+
+
+def _from_environment(variable: str, key: str, value: str) -> object:
+    if key not in _INTEGER_KEYS:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{variable}: expected integer, got {value!r}") from None
+
+
+def _websocket_url(public_url: str) -> str:
+    if public_url.startswith("https://"):
+        return "wss://" + public_url.removeprefix("https://")
+    return "ws://" + public_url.removeprefix("http://")
+
+
+def _ice_server_json(server: IceServer) -> dict[str, Any]:
+    # The browser's RTCIceServer shape; absent credentials are left out, not null.
+    fields = asdict(server)
+    fields["urls"] = list(server.urls)
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("townhall")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"

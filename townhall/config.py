@@ -1,0 +1,362 @@
+"""The one typed configuration of a Townhall process.
+
+A TOML file (every key documented in ``config.example.toml``) becomes frozen
+dataclasses, one per section: ``[server]`` -> :class:`ServerConfig`, ``[auth]``
+-> :class:`AuthConfig`, ``[sfu]`` -> :class:`sfu.config.SfuConfig`. Validation
+happens here, once, at start: an unknown key or a value of the wrong type is a
+:class:`ConfigError` whose message starts with the key, for example
+``sfu.packet_cache_size: expected integer, got string``.
+
+Nothing here reads the environment: ``townhall.cli.main`` turns flags and
+``TOWNHALL_*`` variables into ``overrides`` and hands each component its slice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sfu.config import IceServer, SfuConfig
+
+__all__ = [
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "Secrets",
+    "ServerConfig",
+    "load_config",
+    "load_or_create_secrets",
+]
+
+SECRETS_FILE = "secrets.json"
+_ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message starts with the offending key."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the HTTP server listens and how it is reached from outside."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The URL browsers and bots use; join links and signaling URLs are built
+    # from it. Derived from host and port unless configured (behind a proxy).
+    public_url: str = "http://127.0.0.1:8080"
+    data_dir: Path = Path("data")
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Secrets for the admin API and for signing join tokens."""
+
+    # None: generated on first start and kept in the data dir (see Secrets).
+    api_key: str | None = None
+    token_secret: str | None = None
+    token_ttl_s: int = 600
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole process configuration, sliced per component by ``main``."""
+
+    server: ServerConfig
+    auth: AuthConfig
+    sfu: SfuConfig
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The API key and token secret in use, configured or generated."""
+
+    api_key: str
+    token_secret: str
+
+
+def load_config(path: Path | None, overrides: Mapping[str, object] | None = None) -> Config:
+    """Read and validate a TOML file (or only defaults) with ``section.key`` overrides."""
+    raw: dict[str, Any] = _read_toml(path) if path is not None else {}
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{section}: expected table, got {_type_name(table)}")
+        table[key] = value
+    root = _Table("", raw)
+    config = Config(
+        server=_server(root.table("server")),
+        auth=_auth(root.table("auth")),
+        sfu=_sfu(root.table("sfu")),
+    )
+    root.reject_unknown()
+    return config
+
+
+def load_or_create_secrets(auth: AuthConfig, data_dir: Path) -> Secrets:
+    """Use configured secrets; generate missing ones once and keep them in the data dir."""
+    if auth.api_key is not None and auth.token_secret is not None:
+        return Secrets(api_key=auth.api_key, token_secret=auth.token_secret)
+    path = data_dir / SECRETS_FILE
+    stored = _read_secrets(path)
+    wanted = {"api_key": auth.api_key, "token_secret": auth.token_secret}
+    changed = False
+    for name, configured in wanted.items():
+        if configured is None and name not in stored:
+            stored[name] = secrets.token_urlsafe(32)
+            changed = True
+    if changed:
+        _write_secrets(path, stored)
+    return Secrets(
+        api_key=auth.api_key or stored["api_key"],
+        token_secret=auth.token_secret or stored["token_secret"],
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such config file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _server(table: _Table) -> ServerConfig:
+    host = table.string("host", ServerConfig.host, non_empty=True)
+    port = table.integer("port", ServerConfig.port, minimum=1, maximum=65535)
+    public_url = table.optional_string("public_url")
+    if public_url is None:
+        public_url = _derived_public_url(host, port)
+    elif not public_url.startswith(("http://", "https://")):
+        raise ConfigError("server.public_url: must start with http:// or https://")
+    config = ServerConfig(
+        host=host,
+        port=port,
+        public_url=public_url.rstrip("/"),
+        data_dir=Path(table.string("data_dir", str(ServerConfig.data_dir), non_empty=True)),
+        max_body_bytes=table.integer("max_body_bytes", ServerConfig.max_body_bytes, minimum=1),
+    )
+    table.reject_unknown()
+    return config
+
+
+def _derived_public_url(host: str, port: int) -> str:
+    # A wildcard bind address is not somewhere a browser can go: point the
+    # derived URL at loopback; set public_url to publish another address.
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _auth(table: _Table) -> AuthConfig:
+    config = AuthConfig(
+        api_key=table.optional_string("api_key", min_length=8),
+        # HS256 wants a key at least as long as its digest (RFC 7518 section 3.2).
+        token_secret=table.optional_string("token_secret", min_length=32),
+        token_ttl_s=table.integer("token_ttl_s", AuthConfig.token_ttl_s, minimum=1),
+    )
+    table.reject_unknown()
+    return config
+
+
+def _sfu(table: _Table) -> SfuConfig:
+    defaults = SfuConfig()
+    addresses = table.strings("ice_addresses", defaults.ice_addresses)
+    for index, address in enumerate(addresses):
+        try:
+            ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise ConfigError(
+                f"sfu.ice_addresses[{index}]: {address!r} is not an IP address"
+            ) from exc
+    config = SfuConfig(
+        ice_addresses=addresses,
+        ice_servers=tuple(_ice_server(server) for server in table.tables("ice_servers")),
+        keyframe_request_interval_s=table.number(
+            "keyframe_request_interval_s", defaults.keyframe_request_interval_s, minimum=0.0
+        ),
+        packet_cache_size=table.integer("packet_cache_size", defaults.packet_cache_size, minimum=1),
+        udp_receive_buffer_bytes=table.integer(
+            "udp_receive_buffer_bytes", defaults.udp_receive_buffer_bytes, minimum=1
+        ),
+        max_participants_per_meeting=table.integer(
+            "max_participants_per_meeting", defaults.max_participants_per_meeting, minimum=1
+        ),
+    )
+    table.reject_unknown()
+    return config
+
+
+def _ice_server(table: _Table) -> IceServer:
+    urls = table.strings("urls", None, allow_single=True)
+    for index, url in enumerate(urls):
+        if not url.startswith(_ICE_SCHEMES):
+            raise ConfigError(
+                f"{table.name}.urls[{index}]: must start with one of {', '.join(_ICE_SCHEMES)}"
+            )
+    server = IceServer(
+        urls=urls,
+        username=table.optional_string("username"),
+        credential=table.optional_string("credential"),
+    )
+    table.reject_unknown()
+    return server
+
+
+class _Table:
+    """One TOML table being read: typed getters that remember which keys were used."""
+
+    def __init__(self, name: str, raw: object) -> None:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{name}: expected table, got {_type_name(raw)}")
+        self.name = name
+        self._raw: dict[str, object] = raw
+        self._used: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def _get(self, key: str) -> object | None:
+        self._used.add(key)
+        return self._raw.get(key)
+
+    def _expected(self, key: str, expected: str, value: object) -> ConfigError:
+        return ConfigError(f"{self.key(key)}: expected {expected}, got {_type_name(value)}")
+
+    def table(self, key: str) -> _Table:
+        value = self._get(key)
+        return _Table(self.key(key), {} if value is None else value)
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self._get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self._expected(key, "array of tables", value)
+        return [_Table(f"{self.key(key)}[{i}]", item) for i, item in enumerate(value)]
+
+    def string(self, key: str, default: str, *, non_empty: bool = False) -> str:
+        value = self.optional_string(key, min_length=1 if non_empty else 0)
+        return default if value is None else value
+
+    def optional_string(self, key: str, *, min_length: int = 0) -> str | None:
+        value = self._get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self._expected(key, "string", value)
+        if len(value) < min_length:
+            raise ConfigError(f"{self.key(key)}: must be at least {min_length} characters")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        # bool is an int subclass in Python, but `true` is not a number in TOML.
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self._expected(key, "integer", value)
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ConfigError(f"{self.key(key)}: must be {bound}, got {value}")
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float) -> float:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise self._expected(key, "number", value)
+        if value < minimum:
+            raise ConfigError(f"{self.key(key)}: must be >= {minimum}, got {value}")
+        return float(value)
+
+    def strings(
+        self, key: str, default: tuple[str, ...] | None, *, allow_single: bool = False
+    ) -> tuple[str, ...]:
+        value = self._get(key)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{self.key(key)}: is required")
+            return default
+        if allow_single and isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise self._expected(key, "array of strings", value)
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise ConfigError(
+                    f"{self.key(key)}[{index}]: expected non-empty string, got {_type_name(item)}"
+                )
+        if not value:
+            raise ConfigError(f"{self.key(key)}: must not be empty")
+        return tuple(value)
+
+    def reject_unknown(self) -> None:
+        for key in self._raw:
+            if key not in self._used:
+                raise ConfigError(f"{self.key(key)}: unknown key")
+
+
+def _type_name(value: object) -> str:
+    """The TOML name of a parsed value's type, for error messages."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, datetime.date | datetime.time):
+        return "datetime"
+    return type(value).__name__
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        stored = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON; fix or delete it") from exc
+    if not isinstance(stored, dict) or not all(isinstance(v, str) and v for v in stored.values()):
+        raise ConfigError(f"{path}: expected an object of non-empty strings; fix or delete it")
+    # The file holds the admin key: keep it private even if someone loosened it.
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return stored
+
+
+def _write_secrets(path: Path, stored: Mapping[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    # Created 0600 from the start, never readable by others for an instant;
+    # the rename makes the switch atomic for a concurrent reader.
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(dict(stored), file, indent=2)
+        file.write("\n")
+    os.replace(staging, path)
