@@ -1,0 +1,147 @@
+"""What a `Participant` reports while in a meeting, and a stream to await it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiortc import MediaStreamTrack, RTCRtpReceiver
+
+from .errors import ClientTimeout, SessionClosed
+from .messages import (
+    ErrorMessage,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    TrackInfo,
+)
+
+__all__ = [
+    "Event",
+    "EventStream",
+    "RemoteTrack",
+    "SessionEnded",
+    "TrackAdded",
+    "TrackRemoved",
+]
+
+
+@dataclass(eq=False)
+class RemoteTrack:
+    """A track of someone else, received on the subscribe connection."""
+
+    info: TrackInfo
+    track: MediaStreamTrack
+    receiver: RTCRtpReceiver
+    # SSRCs and payload types the SFU announced for this m-section.
+    ssrcs: tuple[int, ...] = ()
+    codecs: dict[int, str] = field(default_factory=dict)
+    # Decoded frames drained from the track (stays 0 when decoding is off).
+    frames: int = 0
+    ended: bool = False
+
+    @property
+    def mid(self) -> str:
+        return self.info.mid
+
+    @property
+    def participant_id(self) -> str:
+        return self.info.participant_id
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def source(self) -> str:
+        return self.info.source
+
+
+@dataclass(frozen=True)
+class TrackAdded:
+    """A remote track is now negotiated on the subscribe connection."""
+
+    track: RemoteTrack
+
+
+@dataclass(frozen=True)
+class TrackRemoved:
+    """A remote track's m-section was switched off by the SFU."""
+
+    track: RemoteTrack
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    """The session is over (left, ``bye``, socket lost); always the last event."""
+
+    reason: str
+
+
+Event = (
+    ParticipantJoined
+    | ParticipantUpdated
+    | ParticipantLeft
+    | TrackAdded
+    | TrackRemoved
+    | ErrorMessage
+    | SessionEnded
+)
+
+
+class EventStream:
+    """Events from the moment the stream was opened; iterate it or await `next`/`wait_for`."""
+
+    def __init__(self, detach: Callable[[EventStream], None]) -> None:
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._detach = detach
+        self._finished = False
+
+    def put(self, event: Event) -> None:
+        """Deliver one event (called by the participant)."""
+        self._queue.put_nowait(event)
+
+    async def next(self, timeout_s: float = 10.0) -> Event:
+        """The next event; raise ClientTimeout after ``timeout_s``."""
+        if self._finished and self._queue.empty():
+            raise ClientTimeout("the event stream has ended")
+        try:
+            event = await asyncio.wait_for(self._queue.get(), timeout_s)
+        except TimeoutError as exc:
+            raise ClientTimeout(f"no event within {timeout_s:g} s") from exc
+        if isinstance(event, SessionEnded):
+            self._finished = True
+        return event
+
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], timeout_s: float = 10.0, what: str = "event"
+    ) -> Event:
+        """The first event matching ``predicate``, skipping others; bounded by ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                event = await self.next(max(0.0, remaining))
+            except ClientTimeout as exc:
+                raise ClientTimeout(f"no {what} within {timeout_s:g} s") from exc
+            if predicate(event):
+                return event
+            if isinstance(event, SessionEnded):
+                raise SessionClosed(f"{event.reason} (while waiting for {what})")
+
+    def close(self) -> None:
+        """Stop receiving events."""
+        self._detach(self)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._finished and self._queue.empty():
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if isinstance(event, SessionEnded):
+            self._finished = True
+        return event

@@ -1,0 +1,540 @@
+"""A participant's session with the SFU: signaling plus the publish and subscribe connections.
+
+Two peer connections, as `townhall.contract` describes: on the *publish* one
+the client offers ``sendonly`` tracks and the SFU answers; on the *subscribe*
+one the SFU offers every remote track and the client answers, again each
+time the SFU sends a new offer. Every wait is bounded by
+``ClientOptions.timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av.audio.frame import AudioFrame
+from av.video.frame import VideoFrame
+
+from . import aiortc_internals
+from .errors import ClientError, ClientTimeout, ServerError, SessionClosed, SignalingError
+from .events import Event, EventStream, RemoteTrack, SessionEnded, TrackAdded, TrackRemoved
+from .joining import request_guest_join
+from .messages import (
+    Bye,
+    ErrorMessage,
+    IceServerInfo,
+    Joined,
+    ParticipantInfo,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    PublishAnswer,
+    ServerMessage,
+    SubscribeOffer,
+    UnknownMessage,
+    join_frame,
+    leave_frame,
+    mute_frame,
+    publish_offer_frame,
+    subscribe_answer_frame,
+)
+from .rtp_tap import RtpTap
+from .sdp_summary import summarize_sdp
+from .signaling import SignalingChannel
+
+__all__ = ["ClientOptions", "FrameListener", "Participant"]
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["audio", "video"]
+FrameListener = Callable[[RemoteTrack, AudioFrame | VideoFrame], None]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How a participant's peer connections behave."""
+
+    # Addresses to gather ICE host candidates on; None lets aioice pick (which
+    # leaves loopback out).
+    ice_addresses: tuple[str, ...] | None = ("127.0.0.1",)
+    # False: stop each receiver's decoder and only count packets (benchmarks).
+    decode: bool = True
+    # Taps on plain RTP sent by the publish connection / received on the
+    # subscribe connection.
+    send_tap: RtpTap | None = None
+    receive_tap: RtpTap | None = None
+    # Bound on every wait: HTTP, socket, answers, connection setup.
+    timeout_s: float = 10.0
+    # Codec to prefer when publishing, by name ("VP8", "H264", "opus"); RTX is kept.
+    video_codec: str | None = None
+    audio_codec: str | None = None
+
+
+def _rtc_ice_servers(servers: tuple[IceServerInfo, ...]) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+        for s in servers
+    ]
+
+
+def _prefer_codec(transceiver: RTCRtpTransceiver, kind: Kind, name: str) -> None:
+    capabilities = RTCRtpSender.getCapabilities(kind)
+    wanted = [c for c in capabilities.codecs if c.name.lower() in (name.lower(), "rtx")]
+    if not any(c.name.lower() == name.lower() for c in wanted):
+        known = ", ".join(sorted({c.name for c in capabilities.codecs}))
+        raise ValueError(f"aiortc cannot send {kind} codec {name!r} (it knows {known})")
+    transceiver.setCodecPreferences(wanted)
+
+
+class Participant:
+    """One participant in one meeting, connected to its SFU."""
+
+    def __init__(
+        self,
+        *,
+        channel_http: aiohttp.ClientSession,
+        owns_http: bool,
+        options: ClientOptions,
+        ice_servers: tuple[IceServerInfo, ...],
+    ) -> None:
+        # Use `join` or `connect`; this only sets fields.
+        self._http = channel_http
+        self._owns_http = owns_http
+        self.options = options
+        self._ice_servers = ice_servers
+        self._channel: SignalingChannel | None = None
+        self.participant_id = ""
+        self.meeting_id = ""
+        self.name = ""
+        self.role = ""
+        self.participants: dict[str, ParticipantInfo] = {}
+        self.remote_tracks: dict[str, RemoteTrack] = {}
+        self.audio_muted = False
+        self.video_muted = False
+        self.end_reason: str | None = None
+        self.publish_pc: RTCPeerConnection | None = None
+        self.subscribe_pc: RTCPeerConnection | None = None
+        self.subscribe_offers = 0
+        self._published: list[tuple[RTCRtpTransceiver, MediaStreamTrack, str]] = []
+        self._publish_lock = asyncio.Lock()
+        self._pending_answer: asyncio.Future[str] | None = None
+        self._streams: list[EventStream] = []
+        self._callbacks: list[Callable[[Event], None]] = []
+        self._frame_listeners: list[FrameListener] = []
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    # -- getting in ------------------------------------------------------
+
+    @classmethod
+    async def join(
+        cls,
+        base_url: str,
+        meeting_id: str,
+        name: str,
+        *,
+        options: ClientOptions | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> Participant:
+        """Join as a guest through the control plane, then connect to the SFU."""
+        options = options or ClientOptions()
+        owns_http = http is None
+        session = http or aiohttp.ClientSession()
+        try:
+            grant = await request_guest_join(session, base_url, meeting_id, name, options.timeout_s)
+            return await cls.connect(
+                grant.signaling_url,
+                grant.token,
+                ice_servers=grant.ice_servers,
+                options=options,
+                http=session,
+                _owns_http=owns_http,
+            )
+        except BaseException:
+            if owns_http:
+                await session.close()
+            raise
+
+    @classmethod
+    async def connect(
+        cls,
+        signaling_url: str,
+        token: str,
+        *,
+        ice_servers: tuple[IceServerInfo, ...] = (),
+        options: ClientOptions | None = None,
+        http: aiohttp.ClientSession | None = None,
+        _owns_http: bool | None = None,
+    ) -> Participant:
+        """Open the signaling socket at ``signaling_url`` and present ``token``."""
+        options = options or ClientOptions()
+        owns_http = (http is None) if _owns_http is None else _owns_http
+        session = http or aiohttp.ClientSession()
+        self = cls(
+            channel_http=session, owns_http=owns_http, options=options, ice_servers=ice_servers
+        )
+        try:
+            self._channel = await SignalingChannel.connect(
+                signaling_url, http=session, timeout_s=options.timeout_s
+            )
+            await self._channel.send(join_frame(token))
+            early = await self._await_joined()
+        except BaseException:
+            await self._close_resources()
+            raise
+        self._reader = asyncio.create_task(self._read(early), name=f"signaling {self.name}")
+        return self
+
+    async def _await_joined(self) -> list[ServerMessage]:
+        assert self._channel is not None
+        early: list[ServerMessage] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.timeout_s
+        while True:
+            message = await self._channel.receive(max(0.0, deadline - loop.time()))
+            if message is None:
+                raise SignalingError(
+                    f"SFU closed the socket (code {self._channel.close_code}) before 'joined'"
+                )
+            if isinstance(message, ErrorMessage):
+                raise ServerError(message.code, message.message)
+            if isinstance(message, Bye):
+                raise SessionClosed(f"bye before joined: {message.reason}")
+            if isinstance(message, Joined):
+                self.participant_id = message.participant_id
+                self.meeting_id = message.meeting_id
+                self.name = message.name
+                self.role = message.role
+                if message.ice_servers:
+                    self._ice_servers = message.ice_servers
+                self.participants = {
+                    p.participant_id: p
+                    for p in message.participants
+                    if p.participant_id != self.participant_id
+                }
+                return early
+            early.append(message)
+
+    # -- events ----------------------------------------------------------
+
+    def events(self) -> EventStream:
+        """A stream of the events from now on (open it before triggering what you await)."""
+        stream = EventStream(self._streams.remove)
+        self._streams.append(stream)
+        if self.end_reason is not None:
+            stream.put(SessionEnded(self.end_reason))
+        return stream
+
+    def add_listener(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` with every event, synchronously."""
+        self._callbacks.append(callback)
+
+    def add_frame_listener(self, listener: FrameListener) -> None:
+        """Call ``listener`` with every decoded frame of every remote track."""
+        self._frame_listeners.append(listener)
+
+    def _emit(self, event: Event) -> None:
+        for stream in list(self._streams):
+            stream.put(event)
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("event listener failed on %s", type(event).__name__)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(
+        self, predicate: Callable[[], bool], timeout_s: float | None = None, what: str = "condition"
+    ) -> None:
+        """Wait until ``predicate()`` holds, re-checked on every state change; bounded."""
+        timeout = self.options.timeout_s if timeout_s is None else timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if self.end_reason is not None:
+                raise SessionClosed(f"{self.end_reason} (while waiting for {what})")
+            changed = self._changed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ClientTimeout(f"{what} did not happen within {timeout:g} s")
+            # Poll too, for conditions that change without an event (counters).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, 0.1))
+
+    # -- publishing --------------------------------------------------------
+
+    def _new_peer_connection(
+        self, *, send_tap: RtpTap | None, receive_tap: RtpTap | None
+    ) -> RTCPeerConnection:
+        # Always the server's list (empty by default): never aiortc's public STUN default.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(self._ice_servers)))
+        aiortc_internals.instrument_peer_connection(
+            pc, ice_addresses=self.options.ice_addresses, send_tap=send_tap, receive_tap=receive_tap
+        )
+        pc.on("connectionstatechange", self._notify)
+        return pc
+
+    async def publish(
+        self,
+        audio: MediaStreamTrack | None = None,
+        video: MediaStreamTrack | None = None,
+        *,
+        video_source: Literal["camera", "screen"] = "camera",
+        wait_connected: bool = True,
+    ) -> None:
+        """Send ``audio`` and/or ``video`` to the SFU (called again, adds more tracks)."""
+        self._check_open()
+        additions: list[tuple[MediaStreamTrack, Kind, str]] = []
+        if audio is not None:
+            additions.append((audio, "audio", "microphone"))
+        if video is not None:
+            additions.append((video, "video", video_source))
+        if not additions:
+            raise ValueError("publish needs an audio or a video track")
+        async with self._publish_lock:
+            if self.publish_pc is None:
+                self.publish_pc = self._new_peer_connection(
+                    send_tap=self.options.send_tap, receive_tap=None
+                )
+            pc = self.publish_pc
+            for track, kind, source in additions:
+                if track.kind != kind:
+                    raise ValueError(f"the {kind} argument is a {track.kind} track")
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                codec = self.options.video_codec if kind == "video" else self.options.audio_codec
+                if codec:
+                    _prefer_codec(transceiver, kind, codec)
+                self._published.append((transceiver, track, source))
+            await pc.setLocalDescription(await pc.createOffer())
+            sources = {t.mid: source for t, _track, source in self._published if t.mid is not None}
+            answer = await self._exchange_publish_offer(pc.localDescription.sdp, sources)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        if wait_connected:
+            await self.wait_until(
+                lambda: pc.connectionState == "connected", what="publish connection to connect"
+            )
+
+    async def _exchange_publish_offer(self, sdp: str, sources: Mapping[str, str]) -> str:
+        assert self._channel is not None
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending_answer = answer
+        try:
+            await self._channel.send(publish_offer_frame(sdp, sources))
+            return await asyncio.wait_for(asyncio.shield(answer), self.options.timeout_s)
+        except TimeoutError as exc:
+            raise ClientTimeout(f"no publish-answer within {self.options.timeout_s:g} s") from exc
+        finally:
+            self._pending_answer = None
+
+    async def set_muted(self, kind: Kind, muted: bool) -> None:
+        """Mute or unmute what this participant publishes of ``kind``, and tell the others."""
+        self._check_open()
+        assert self._channel is not None
+        for transceiver, track, _source in self._published:
+            if transceiver.kind == kind:
+                # A sender without a track sends nothing until it gets one back.
+                transceiver.sender.replaceTrack(None if muted else track)
+        if kind == "audio":
+            self.audio_muted = muted
+        else:
+            self.video_muted = muted
+        await self._channel.send(mute_frame(kind, muted))
+
+    # -- receiving ---------------------------------------------------------
+
+    async def _read(self, early: list[ServerMessage]) -> None:
+        assert self._channel is not None
+        reason = "connection-lost"
+        try:
+            for message in early:
+                await self._dispatch(message)
+            while True:
+                received = await self._channel.receive()
+                if received is None:
+                    break
+                if isinstance(received, Bye):
+                    reason = f"bye: {received.reason}" if received.reason else "bye"
+                    break
+                await self._dispatch(received)
+        except SignalingError as exc:
+            reason = f"signaling-failed: {exc}"
+        except ClientError as exc:
+            logger.error("session failed: %s", exc)
+            reason = f"client-error: {exc}"
+        except Exception:
+            logger.exception("session failed")
+            reason = "client-error"
+        if self.end_reason is None:
+            self.end_reason = reason
+        self._closing = self._closing or asyncio.create_task(self._close_resources())
+
+    async def _dispatch(self, message: ServerMessage) -> None:
+        if isinstance(message, SubscribeOffer):
+            await self._answer_subscribe_offer(message)
+        elif isinstance(message, PublishAnswer):
+            if self._pending_answer is not None and not self._pending_answer.done():
+                self._pending_answer.set_result(message.sdp)
+            else:
+                logger.warning("ignored a publish-answer nobody asked for")
+        elif isinstance(message, ParticipantJoined | ParticipantUpdated):
+            if message.participant.participant_id != self.participant_id:
+                self.participants[message.participant.participant_id] = message.participant
+            self._emit(message)
+        elif isinstance(message, ParticipantLeft):
+            self.participants.pop(message.participant_id, None)
+            self._emit(message)
+        elif isinstance(message, ErrorMessage):
+            logger.warning("SFU error %s: %s", message.code, message.message)
+            if self._pending_answer is not None and not self._pending_answer.done():
+                self._pending_answer.set_exception(ServerError(message.code, message.message))
+            self._emit(message)
+        elif isinstance(message, Joined):
+            logger.warning("ignored a second 'joined'")
+        elif isinstance(message, UnknownMessage):
+            logger.info("ignored signaling frame of unknown type %r", message.type)
+
+    async def _answer_subscribe_offer(self, offer: SubscribeOffer) -> None:
+        assert self._channel is not None
+        if self.subscribe_pc is None:
+            self.subscribe_pc = self._new_peer_connection(
+                send_tap=None, receive_tap=self.options.receive_tap
+            )
+        pc = self.subscribe_pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self._channel.send(subscribe_answer_frame(pc.localDescription.sdp))
+        self.subscribe_offers += 1
+        self._update_remote_tracks(offer)
+
+    def _update_remote_tracks(self, offer: SubscribeOffer) -> None:
+        assert self.subscribe_pc is not None
+        media = summarize_sdp(offer.sdp)
+        infos = {t.mid: t for t in offer.tracks}
+        for mid, remote in list(self.remote_tracks.items()):
+            summary = media.get(mid)
+            replaced = mid in infos and infos[mid].track_id != remote.info.track_id
+            if summary is None or not summary.sending or replaced:
+                self._remove_remote_track(mid)
+        for transceiver in self.subscribe_pc.getTransceivers():
+            if transceiver.mid is None or transceiver.mid in self.remote_tracks:
+                continue
+            mid = transceiver.mid
+            if mid not in infos:
+                continue
+            summary = media.get(mid)
+            track = transceiver.receiver.track
+            if summary is None or not summary.sending or track is None:
+                continue
+            remote = RemoteTrack(
+                info=infos[mid],
+                track=track,
+                receiver=transceiver.receiver,
+                ssrcs=summary.ssrcs,
+                codecs=dict(summary.codecs),
+            )
+            self.remote_tracks[mid] = remote
+            if self.options.decode:
+                self._drains[mid] = asyncio.create_task(self._drain(remote), name=f"drain {mid}")
+            else:
+                aiortc_internals.stop_decoding(transceiver.receiver)
+            self._emit(TrackAdded(remote))
+
+    def _remove_remote_track(self, mid: str) -> None:
+        remote = self.remote_tracks.pop(mid)
+        remote.ended = True
+        drain = self._drains.pop(mid, None)
+        if drain is not None:
+            drain.cancel()
+        self._emit(TrackRemoved(remote))
+
+    async def _drain(self, remote: RemoteTrack) -> None:
+        # Frames must be taken off the track or aiortc's queue grows without bound.
+        while True:
+            try:
+                frame = await remote.track.recv()
+            except MediaStreamError:
+                remote.ended = True
+                return
+            remote.frames += 1
+            if isinstance(frame, AudioFrame | VideoFrame):
+                for listener in self._frame_listeners:
+                    listener(remote, frame)
+
+    # -- leaving -----------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.end_reason is not None:
+            raise SessionClosed(self.end_reason)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session is over."""
+        return self.end_reason is not None
+
+    async def leave(self) -> None:
+        """Say goodbye to the SFU and release everything; safe to call twice."""
+        if self.end_reason is None and self._channel is not None and not self._channel.closed:
+            self.end_reason = "left"
+            with contextlib.suppress(SignalingError):
+                await self._channel.send(leave_frame())
+            await self._channel.close(timeout_s=min(2.0, self.options.timeout_s))
+        if self.end_reason is None:
+            self.end_reason = "left"
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), self.options.timeout_s)
+        self._closing = self._closing or asyncio.create_task(self._close_resources())
+        await asyncio.wait_for(asyncio.shield(self._closing), self.options.timeout_s + 5)
+
+    async def _close_resources(self) -> None:
+        if self._pending_answer is not None and not self._pending_answer.done():
+            self._pending_answer.set_exception(SessionClosed(self.end_reason or "closed"))
+        for drain in self._drains.values():
+            drain.cancel()
+        self._drains.clear()
+        for pc in (self.publish_pc, self.subscribe_pc):
+            if pc is not None:
+                try:
+                    await asyncio.wait_for(pc.close(), self.options.timeout_s)
+                except TimeoutError:
+                    logger.warning(
+                        "a peer connection did not close within %g s", self.options.timeout_s
+                    )
+        if self._channel is not None:
+            await self._channel.close()
+        if self._owns_http:
+            await self._http.close()
+        self._emit(SessionEnded(self.end_reason or "closed"))
+
+    async def __aenter__(self) -> Participant:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.leave()
