@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from townhall.contract import TokenClaims
 
 from .config import SfuConfig
-from .errors import Forbidden
+from .errors import Forbidden, error_reply
 from .metrics import MediaCounters
 from .publisher import Publisher
 from .subscriber import Subscriber
@@ -102,8 +102,13 @@ class Participant:
         """Act on one validated client frame."""
         kind = message["type"]
         if kind == "publish-offer":
-            answer = await self.publisher.handle_offer(message["sdp"], message.get("sources", {}))
+            answer, refused = await self.publisher.handle_offer(
+                message["sdp"], message.get("sources", {})
+            )
             self.send({"type": "publish-answer", "sdp": answer})
+            for source in refused:
+                reply = error_reply(Forbidden(f"this participant may not publish {source}"))
+                self.send({"type": "error", "code": reply.code, "message": reply.message})
         elif kind == "subscribe-answer":
             await self.subscriber.handle_answer(message["sdp"])
         elif kind == "mute":

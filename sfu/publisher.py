@@ -10,10 +10,11 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 
 from . import aiortc_bridge as bridge
 from .config import SfuConfig
-from .errors import Forbidden, NegotiationFailed
+from .errors import NegotiationFailed
 from .forwarder import PublishedTrack
 from .metrics import MediaCounters
 from .rtp import parse_rtp, unwrap_rtx
+from .sdp import check_description
 
 logger = logging.getLogger(__name__)
 
@@ -49,41 +50,51 @@ class Publisher:
         self._audio_level_id = 0
         self._last_warning = 0.0
 
-    async def handle_offer(self, sdp: str, sources: dict[str, str]) -> str:
-        """Apply the client's offer and return the SFU's answer."""
+    async def handle_offer(self, sdp: str, sources: dict[str, str]) -> tuple[str, list[str]]:
+        """Apply the client's offer; return the SFU's answer and the sources it refused.
+
+        A refused track is answered ``inactive`` rather than failing the whole
+        offer, so both peer connections stay in a stable state.
+        """
+        check_description(sdp, "publish offer")
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
             raise NegotiationFailed(f"publish offer rejected: {exc}") from exc
         self._sources.update(sources)
-        for transceiver in self._pc.getTransceivers():
-            self._adopt(transceiver)
+        refused = [
+            source
+            for transceiver in self._pc.getTransceivers()
+            if (source := self._adopt(transceiver)) is not None
+        ]
         bridge.prepare_gathering(
             self._pc, self._config.ice_addresses, self._config.udp_receive_buffer_bytes
         )
         answer = await self._pc.createAnswer()
         await self._pc.setLocalDescription(answer)
-        return str(self._pc.localDescription.sdp)
+        return str(self._pc.localDescription.sdp), refused
 
     def _source_of(self, transceiver: RTCRtpTransceiver) -> str:
         mid = transceiver.mid or ""
         default = "microphone" if transceiver.kind == "audio" else "camera"
         return self._sources.get(mid, default)
 
-    def _adopt(self, transceiver: RTCRtpTransceiver) -> None:
+    def _adopt(self, transceiver: RTCRtpTransceiver) -> str | None:
+        """Start taking media on a newly offered m-section; return its source if refused."""
         mid = transceiver.mid
         if mid is None:
-            return
-        offered = getattr(transceiver, "_offerDirection", None)
-        if mid in self.tracks and offered in ("inactive", "recvonly"):
+            return None
+        # aiortc keeps the offer's direction reversed: "recvonly" means the client sends.
+        sending = getattr(transceiver, "_offerDirection", None) in ("recvonly", "sendrecv")
+        if mid in self.tracks and not sending:
             self._unpublish(mid)
-            return
+            return None
         if mid in self._negotiated or getattr(transceiver, "_townhall_adopted", False):
-            return
+            return None
         source = self._source_of(transceiver)
-        if offered in ("sendonly", "sendrecv") and not self._can_publish(source):
+        if sending and not self._can_publish(source):
             transceiver.direction = "inactive"
-            raise Forbidden(f"this participant may not publish {source}")
+            return source
         transceiver._townhall_adopted = True  # type: ignore[attr-defined]
         if self._sink is None:
             transport = transceiver.receiver.transport
@@ -95,6 +106,7 @@ class Publisher:
         bridge.intercept_receiver_rtcp(
             transceiver.receiver, lambda ntp, rtp: self._on_sender_report(mid, ntp, rtp)
         )
+        return None
 
     def _publish(self, transceiver: RTCRtpTransceiver, neg: bridge.NegotiatedRtp) -> None:
         rtcp_ssrc = bridge.rtcp_ssrc(transceiver.sender)

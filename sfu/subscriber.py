@@ -18,6 +18,7 @@ from .config import SfuConfig
 from .errors import NegotiationFailed
 from .forwarder import Downtrack, DowntrackParams, PublishedTrack
 from .metrics import MediaCounters
+from .sdp import check_description
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,7 @@ class Subscriber:
         """Apply the client's answer; offer again if something changed meanwhile."""
         if not self._awaiting_answer:
             raise NegotiationFailed("no subscribe offer is waiting for an answer")
+        check_description(sdp, "subscribe answer")
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:  # aiortc raises ValueError, InvalidStateError, ...
