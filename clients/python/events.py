@@ -131,6 +131,16 @@ class EventStream:
             if isinstance(event, SessionEnded):
                 raise SessionClosed(f"{event.reason} (while waiting for {what})")
 
+    def pending(self) -> list[Event]:
+        """Take every event delivered so far without waiting."""
+        events = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if isinstance(event, SessionEnded):
+                self._finished = True
+            events.append(event)
+        return events
+
     def close(self) -> None:
         """Stop receiving events."""
         self._detach(self)
