@@ -26,6 +26,7 @@ from townhall.contract import Role
 __all__ = [
     "MIGRATIONS",
     "Meeting",
+    "Migration",
     "MeetingStatus",
     "Participant",
     "SqliteStore",
@@ -171,8 +172,9 @@ _PARTICIPANT_COLUMNS = "id, meeting_id, identity, name, email, role, joined_at"
 class SqliteStore(Store):
     """The embedded default: one SQLite file through aiosqlite."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
         self._path = path
+        self._migrations = migrations
         self._db: aiosqlite.Connection | None = None
         # One connection serves every request. aiosqlite runs one statement at a
         # time, but two coroutines could still interleave the statements of two
@@ -184,10 +186,14 @@ class SqliteStore(Store):
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below),
         # so that migrations, DDL included, are all-or-nothing.
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._db.execute("PRAGMA foreign_keys = ON")
-        await self._db.execute("PRAGMA journal_mode = WAL")
-        await self._db.execute("PRAGMA busy_timeout = 5000")
-        await self._migrate()
+        try:
+            await self._db.execute("PRAGMA foreign_keys = ON")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA busy_timeout = 5000")
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._db is not None:
@@ -320,8 +326,14 @@ class SqliteStore(Store):
             )
             async with db.execute("SELECT version FROM schema_migrations") as cursor:
                 applied = {row[0] for row in await cursor.fetchall()}
+            unknown = applied - {migration.version for migration in self._migrations}
+            if unknown:
+                # Written by a newer Townhall: running older code on it could corrupt it.
+                raise RuntimeError(
+                    f"{self._path}: schema version {max(unknown)} is newer than this Townhall"
+                )
             now = _timestamp(datetime.datetime.now(datetime.UTC))
-            for migration in MIGRATIONS:
+            for migration in self._migrations:
                 if migration.version in applied:
                     continue
                 for statement in migration.statements:

@@ -1,0 +1,137 @@
+"""``townhall serve`` as a real process: startup line, wiring, join flow, clean shutdown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, TownhallServer, start_server, stop_server
+from townhall.contract import verify_token
+
+WEB_ROOT = REPO_ROOT / "clients" / "web"
+
+
+def test_startup_line_names_the_url_and_the_key(server: TownhallServer) -> None:
+    first_line = server.output().splitlines()[0]
+    assert first_line == f"Townhall is running at {server.base_url}  API key: test-api-key"
+
+
+def test_healthz_and_openapi(server: TownhallServer) -> None:
+    assert server.request("GET", "/healthz", anonymous=True) == (200, {"status": "ok"})
+    status, document = server.request("GET", "/api/v1/openapi.json", anonymous=True)
+    assert status == 200
+    assert document["servers"] == [{"url": server.base_url}]
+
+
+def test_join_flow_over_http(server: TownhallServer, tmp_path: Path) -> None:
+    meeting = server.create_meeting("Planning")
+    assert meeting["join_url"] == f"{server.base_url}/m/{meeting['id']}"
+    grant = server.join(meeting["id"], "Ada", role="viewer")
+    assert grant["status"] == "joined"
+    assert grant["signaling_url"] == server.base_url.replace("http://", "ws://") + "/sfu/ws"
+    assert grant["ice_servers"] == []
+    # The token secret was generated on first start and kept in the data dir.
+    stored = json.loads((server.data_dir / "secrets.json").read_text())
+    claims = verify_token(grant["token"], stored["token_secret"])
+    assert (claims.meeting_id, claims.role, claims.name) == (meeting["id"], "viewer", "Ada")
+    # The API key from the environment wins and is not written down.
+    assert "api_key" not in stored
+
+
+def test_the_sfu_signaling_socket_is_mounted(server: TownhallServer) -> None:
+    # A plain GET (no upgrade) reaches the SFU's handler, not a 404.
+    status, _ = server.request("GET", "/sfu/ws", anonymous=True)
+    assert status != 404
+
+
+def test_bad_api_key_over_http(server: TownhallServer) -> None:
+    status, body = server.request("GET", "/api/v1/meetings", api_key="wrong")
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+
+
+def test_the_meeting_page_is_the_web_client(server: TownhallServer) -> None:
+    if not (WEB_ROOT / "index.html").is_file():
+        pytest.fail("clients/web/index.html is missing from the checkout")
+    meeting = server.create_meeting()
+    with urllib.request.urlopen(f"{server.base_url}/m/{meeting['id']}", timeout=5) as response:
+        assert response.status == 200
+        assert response.read() == (WEB_ROOT / "index.html").read_bytes()
+    static = sorted(p for p in WEB_ROOT.iterdir() if p.is_file() and p.name != "index.html")
+    for path in static:
+        with urllib.request.urlopen(f"{server.base_url}/static/{path.name}", timeout=5) as answer:
+            assert answer.read() == path.read_bytes()
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
+    running = start_server(tmp_path / "data")
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(timeout=10) == 0
+    output = running.output()
+    assert "Traceback" not in output
+    assert "shutting down" in output
+
+
+def test_sigint_stops_the_server_cleanly(tmp_path: Path) -> None:
+    running = start_server(tmp_path / "data")
+    running.process.send_signal(signal.SIGINT)
+    assert running.process.wait(timeout=10) == 0
+    assert "Traceback" not in running.output()
+
+
+def test_state_survives_a_restart(tmp_path: Path) -> None:
+    first = start_server(tmp_path / "data", env={"TOWNHALL_API_KEY": ""})
+    try:
+        meeting = first.create_meeting("Kept")
+    finally:
+        assert stop_server(first) == 0
+    # No key configured: one is generated, printed, and the same after a restart.
+    assert first.api_key != "test-api-key"
+    second = start_server(tmp_path / "data", env={"TOWNHALL_API_KEY": ""})
+    try:
+        assert second.api_key == first.api_key
+        assert second.api("GET", f"/api/v1/meetings/{meeting['id']}")["title"] == "Kept"
+    finally:
+        stop_server(second)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "townhall", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_help_lists_serve_and_its_flags() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for flag in ("--config", "--host", "--port", "--data-dir", "--public-url", "--log-level"):
+        assert flag in result.stdout
+    assert "serve" in run_cli("--help").stdout
+
+
+def test_a_bad_config_stops_startup_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[sfu]\npacket_cache_size = "big"\n')
+    result = run_cli("serve", "--config", str(config), "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "sfu.packet_cache_size: expected integer, got string" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(server: TownhallServer, tmp_path: Path) -> None:
+    port = server.base_url.rsplit(":", 1)[1]
+    result = run_cli("serve", "--port", port, "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
