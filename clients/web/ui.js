@@ -101,7 +101,8 @@ export function setJoinBusy(busy) {
 
 export function showJoinError(message) {
   const error = $("join-error");
-  error.textContent = message || "";
+  const text = String(message || "");
+  error.textContent = text && text[0].toUpperCase() + text.slice(1); // server messages start lower-case
   error.hidden = !message;
 }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import ViewportSize, sync_playwright
 
 from tests.conftest import require_in_ci
 
@@ -35,7 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-VIEWPORT = {"width": 1280, "height": 760}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 760}
 UI_TIMEOUT_MS = 15_000
 MEDIA_TIMEOUT_MS = 30_000
 FLOW_WINDOW_MS = 2_000
@@ -55,8 +56,6 @@ def chromium() -> Iterator[Any]:
             "needs a network namespace with only 'lo': "
             "unshare -n sh -c 'ip link set lo up && exec python -m pytest tests/browser'"
         )
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory(prefix="townhall-chromium-") as profile:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
@@ -96,7 +95,9 @@ class Attendee:
         return participant_id
 
     def tile(self, participant_id: str) -> Any:
-        return self.page.locator(f'.tile[data-source="camera"][data-participant-id="{participant_id}"]')
+        return self.page.locator(
+            f'.tile[data-source="camera"][data-participant-id="{participant_id}"]'
+        )
 
     def video_state(self, participant_id: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.page.evaluate(
@@ -171,7 +172,9 @@ def _assert_video_flows(viewer: Attendee, participant_id: str, who: str) -> None
     viewer.page.wait_for_timeout(FLOW_WINDOW_MS)
     after = viewer.video_state(participant_id)
     assert before and after, f"{viewer.name} lost {who}'s video element"
-    assert after["width"] > 0 and not after["paused"], f"{viewer.name} sees no video of {who}: {after}"
+    assert after["width"] > 0 and not after["paused"], (
+        f"{viewer.name} sees no video of {who}: {after}"
+    )
     assert after["frames"] - before["frames"] >= 10, (
         f"{who}'s video is not playing on {viewer.name}'s page: {before} -> {after}"
     )
@@ -203,6 +206,14 @@ def _assert_audio_flows(viewer: Attendee, participant_id: str, who: str) -> None
     assert after["packets"] - before["packets"] >= 25, (
         f"{who}'s audio is not arriving on {viewer.name}'s page: {before} -> {after}"
     )
+    playing = viewer.page.evaluate(
+        """(id) => {
+            const audio = document.querySelector(`audio[data-participant-id="${id}"]`);
+            return Boolean(audio && audio.srcObject && !audio.paused);
+        }""",
+        participant_id,
+    )
+    assert playing, f"{viewer.name}'s page does not play {who}'s audio element"
 
 
 @pytest.fixture
@@ -290,3 +301,26 @@ def test_two_people_see_and_hear_each_other_then_mute_and_leave(
     # The others still see each other after the renegotiation that removed Bob.
     _assert_video_flows(alice, carol_id, "Carol")
     alice.screenshot("meeting-alice-after-bob-left.png")
+
+    # Bob rejoins from the message screen, without reloading the page.
+    bob.page.get_by_role("button", name="Rejoin").click()
+    bob.page.locator('.tile[data-self="true"][data-name="Bob"]').wait_for()
+    bob_again = bob.page.evaluate("window.townhall.participantId")
+    alice.tile(bob_again).wait_for()
+    _assert_video_flows(alice, bob_again, "Bob (rejoined)")
+    _assert_video_flows(bob, alice_id, "Alice")
+
+
+def test_a_refused_join_shows_the_servers_message(
+    server: Any, attendees: Callable[[str], Attendee]
+) -> None:
+    meeting = server.create_meeting("Soon gone")
+    dave = attendees("Dave")
+    dave.open(meeting["join_url"])
+    server.api("DELETE", f"/api/v1/meetings/{meeting['id']}")
+    dave.page.get_by_role("button", name="Join", exact=True).click()
+    error = dave.page.locator("#join-error")
+    error.wait_for(state="visible")
+    assert meeting["id"] in error.inner_text() or "not" in error.inner_text().lower()
+    assert dave.page.evaluate("window.townhall.phase") == "prejoin"
+    dave.screenshot("prejoin-error.png")
