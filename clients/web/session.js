@@ -229,7 +229,10 @@ export class Session {
     }
     const error = this.lastError;
     if (error && Date.now() - error.at < FATAL_ERROR_WINDOW_MS) this.end("removed", error.message);
-    else this.end("lost", "", `The connection to the meeting server closed (code ${event.code}).`);
+    else {
+      console.warn(`townhall: signaling closed (code ${event.code}, reason '${event.reason}')`);
+      this.end("lost", "", "The connection to the meeting server dropped.");
+    }
   }
 
   /** Say goodbye, wait briefly for `bye`, then tear down. */

@@ -274,6 +274,17 @@ def test_two_people_see_and_hear_each_other_then_mute_and_leave(
     alice.tile(bob_id).locator(".muted-indicator").wait_for(state="visible")
     alice.screenshot("meeting-alice-bob-muted.png")
 
+    # Alice turns her camera off: Bob sees her initials instead of her video;
+    # back on, her video plays again.
+    alice.page.get_by_role("button", name="Turn off camera").click()
+    bob.tile(alice_id).and_(bob.page.locator('[data-video-muted="true"]')).wait_for()
+    bob.tile(alice_id).locator(".avatar-initials").wait_for(state="visible")
+    assert bob.tile(alice_id).locator(".avatar-initials").inner_text() == "A"
+    bob.screenshot("meeting-bob-alice-camera-off.png")
+    alice.page.get_by_role("button", name="Turn on camera").click()
+    bob.tile(alice_id).and_(bob.page.locator('[data-video-muted="false"]')).wait_for()
+    _assert_video_flows(bob, alice_id, "Alice")
+
     # A third person joining mid-meeting gets both others (renegotiation on
     # every page, no reload).
     carol = attendees("Carol")
