@@ -67,8 +67,8 @@ class SyntheticVideoTrack(MediaStreamTrack):
 
     def __init__(self, width: int = 640, height: int = 360, fps: int = 30) -> None:
         super().__init__()
-        if width % 16 or height % 16:
-            raise ValueError("width and height must be multiples of 16")
+        if width % 2 or height % 2 or width < 16 or height < 16:
+            raise ValueError("width and height must be even and at least 16")
         self.width = width
         self.height = height
         self.fps = fps

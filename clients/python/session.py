@@ -28,6 +28,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
@@ -58,7 +59,7 @@ from .rtp_tap import RtpTap
 from .sdp_summary import summarize_sdp
 from .signaling import SignalingChannel
 
-__all__ = ["ClientOptions", "FrameListener", "Participant"]
+__all__ = ["ClientOptions", "FrameListener", "Participant", "codec_preferences"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +94,16 @@ def _rtc_ice_servers(servers: tuple[IceServerInfo, ...]) -> list[RTCIceServer]:
     ]
 
 
-def _prefer_codec(transceiver: RTCRtpTransceiver, kind: Kind, name: str) -> None:
-    capabilities = RTCRtpSender.getCapabilities(kind)
-    wanted = [c for c in capabilities.codecs if c.name.lower() in (name.lower(), "rtx")]
+def codec_preferences(kind: Kind, name: str | None) -> list[RTCRtpCodecCapability]:
+    """aiortc's codecs for ``kind`` narrowed to ``name`` (and RTX); all of them for None."""
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    if name is None:
+        return []
+    wanted = [c for c in capabilities if c.name.lower() in (name.lower(), "rtx")]
     if not any(c.name.lower() == name.lower() for c in wanted):
-        known = ", ".join(sorted({c.name for c in capabilities.codecs}))
+        known = ", ".join(sorted({c.name for c in capabilities}))
         raise ValueError(f"aiortc cannot send {kind} codec {name!r} (it knows {known})")
-    transceiver.setCodecPreferences(wanted)
+    return wanted
 
 
 class Participant:
@@ -313,6 +317,12 @@ class Participant:
             additions.append((video, "video", video_source))
         if not additions:
             raise ValueError("publish needs an audio or a video track")
+        preferences: dict[str, list[RTCRtpCodecCapability]] = {}
+        for track, kind, _source in additions:
+            if track.kind != kind:
+                raise ValueError(f"the {kind} argument is a {track.kind} track")
+            codec = self.options.video_codec if kind == "video" else self.options.audio_codec
+            preferences[kind] = codec_preferences(kind, codec)
         async with self._publish_lock:
             if self.publish_pc is None:
                 self.publish_pc = self._new_peer_connection(
@@ -320,12 +330,9 @@ class Participant:
                 )
             pc = self.publish_pc
             for track, kind, source in additions:
-                if track.kind != kind:
-                    raise ValueError(f"the {kind} argument is a {track.kind} track")
                 transceiver = pc.addTransceiver(track, direction="sendonly")
-                codec = self.options.video_codec if kind == "video" else self.options.audio_codec
-                if codec:
-                    _prefer_codec(transceiver, kind, codec)
+                if preferences[kind]:
+                    transceiver.setCodecPreferences(preferences[kind])
                 self._published.append((transceiver, track, source))
             await pc.setLocalDescription(await pc.createOffer())
             sources = {t.mid: source for t, _track, source in self._published if t.mid is not None}
