@@ -7,6 +7,7 @@ import asyncio
 import aiortc
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from av.video.frame import VideoFrame
 
 from clients.python import aiortc_internals
 from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
@@ -107,7 +108,7 @@ async def test_taps_see_identical_payloads_on_both_sides() -> None:
         # Decoding is on: frames come out of the track.
         video_track = next(t for t in tracks if t.kind == "video")
         frame = await asyncio.wait_for(video_track.recv(), 5)
-        assert frame.width == 320
+        assert isinstance(frame, VideoFrame) and frame.width == 320
     finally:
         await sender.close()
         await receiver.close()
