@@ -261,9 +261,7 @@ def _negotiated(params: RTCRtpParameters, ssrc: int | None, rtx_ssrc: int | None
     )
 
 
-def on_receiver_started(
-    receiver: RTCRtpReceiver, started: Callable[[NegotiatedRtp], None]
-) -> None:
+def on_receiver_started(receiver: RTCRtpReceiver, started: Callable[[NegotiatedRtp], None]) -> None:
     """Call ``started`` once the receiver has its parameters; stop its decoder."""
     aiortc_receive = receiver.receive
     done = False

@@ -58,9 +58,7 @@ def is_h264_keyframe_start(payload: bytes) -> bool:
 
 def keyframe_detector(codec_name: str) -> Callable[[bytes], bool] | None:
     """The keyframe-start test for a video codec, or None for audio."""
-    return {"vp8": is_vp8_keyframe_start, "h264": is_h264_keyframe_start}.get(
-        codec_name.lower()
-    )
+    return {"vp8": is_vp8_keyframe_start, "h264": is_h264_keyframe_start}.get(codec_name.lower())
 
 
 class KeyframeRequester:

@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from townhall.contract import SIGNALING_PATH
+
 from .aiortc_bridge import check_internals
 from .config import SfuConfig
 from .metrics import MediaCounters
@@ -14,7 +16,7 @@ from .signaling import serve_signaling
 
 
 class SfuNode:
-    """Hosts meetings' rooms and serves the signaling WebSocket at ``/sfu/ws``."""
+    """Hosts meetings' rooms and serves the signaling WebSocket at ``SIGNALING_PATH``."""
 
     def __init__(self, config: SfuConfig, token_secret: str) -> None:
         check_internals()
@@ -25,7 +27,7 @@ class SfuNode:
 
     def routes(self) -> list[web.RouteDef]:
         """Routes to mount on the process's aiohttp application."""
-        return [web.get("/sfu/ws", self._signaling)]
+        return [web.get(SIGNALING_PATH, self._signaling)]
 
     async def _signaling(self, request: web.Request) -> web.WebSocketResponse:
         return await serve_signaling(request, self)

@@ -77,9 +77,7 @@ class Subscriber:
         transceiver.setCodecPreferences(codec_preferences(track))
         subscription = Subscription(track, transceiver)
         self.subscriptions[track.track_id] = subscription
-        bridge.on_sender_started(
-            transceiver.sender, lambda neg: self._attach(subscription, neg)
-        )
+        bridge.on_sender_started(transceiver.sender, lambda neg: self._attach(subscription, neg))
         self._renegotiate()
 
     def unsubscribe(self, track_id: str) -> None:
@@ -100,7 +98,9 @@ class Subscriber:
         if neg.codec_name.lower() != track.codec_name.lower():
             logger.warning(
                 "participant %s negotiated %s for a %s track; not forwarding it",
-                self.participant_id, neg.codec_name, track.codec_name,
+                self.participant_id,
+                neg.codec_name,
+                track.codec_name,
             )
             return
         sender = subscription.transceiver.sender

@@ -26,6 +26,7 @@ import clients
 from control import ControlConfig, create_app
 from sfu.config import IceServer
 from sfu.node import SfuNode
+from townhall.contract import SIGNALING_PATH
 
 from .config import Config, ConfigError, Secrets, load_config, load_or_create_secrets
 
@@ -34,7 +35,6 @@ __all__ = ["build_app", "main", "parse_args", "resolve_config"]
 log = logging.getLogger("townhall")
 
 # Where SfuNode serves its signaling WebSocket (see its class docstring).
-SIGNALING_PATH = "/sfu/ws"
 
 # Environment variable -> config key. Flags win over these, these over the file.
 ENVIRONMENT: dict[str, str] = {

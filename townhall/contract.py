@@ -57,6 +57,7 @@ __all__ = [
     "MAX_SIGNAL_FRAME_BYTES",
     "Permissions",
     "ProtocolError",
+    "SIGNALING_PATH",
     "Role",
     "TokenClaims",
     "TokenError",
@@ -70,6 +71,8 @@ ROLES: tuple[str, ...] = ("host", "participant", "viewer")
 TOKEN_ISSUER = "townhall"
 TOKEN_ALGORITHM = "HS256"
 JOIN_TIMEOUT_S = 10.0
+# Where an SFU node serves the signaling WebSocket, relative to its base URL.
+SIGNALING_PATH = "/sfu/ws"
 MAX_SIGNAL_FRAME_BYTES = 256 * 1024
 
 SOURCES = ("camera", "microphone", "screen")

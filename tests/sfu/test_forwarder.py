@@ -49,14 +49,25 @@ def make_track(kind: str = "video", codec: str = "VP8") -> tuple[PublishedTrack,
 
 def incoming(seq: int, payload: bytes, *, ts: int = 9000, level: int = -1) -> IncomingPacket:
     return IncomingPacket(
-        payload_type=96, marker=1, sequence_number=seq, timestamp=ts, ssrc=1111,
-        payload=payload, audio_level=level,
+        payload_type=96,
+        marker=1,
+        sequence_number=seq,
+        timestamp=ts,
+        ssrc=1111,
+        payload=payload,
+        audio_level=level,
     )
 
 
 PARAMS = DowntrackParams(
-    ssrc=2222, payload_type=100, mid="4", rtx_ssrc=3333, rtx_payload_type=101,
-    mid_id=9, abs_send_time_id=3, audio_level_id=0,
+    ssrc=2222,
+    payload_type=100,
+    mid="4",
+    rtx_ssrc=3333,
+    rtx_payload_type=101,
+    mid_id=9,
+    abs_send_time_id=3,
+    audio_level_id=0,
 )
 
 

@@ -19,8 +19,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def packet(
-    *, first: int = 0x80, marker: int = 0, pt: int = 96, seq: int = 7, ts: int = 1234,
-    ssrc: int = 0xCAFEBABE, tail: bytes = b"",
+    *,
+    first: int = 0x80,
+    marker: int = 0,
+    pt: int = 96,
+    seq: int = 7,
+    ts: int = 1234,
+    ssrc: int = 0xCAFEBABE,
+    tail: bytes = b"",
 ) -> bytes:
     return struct.pack("!BBHII", first, (marker << 7) | pt, seq, ts, ssrc) + tail
 
