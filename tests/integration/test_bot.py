@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clients.python import ClientOptions, Participant, ParticipantLeft
+from clients.python import ClientOptions, Participant, ParticipantLeft, TrackAdded
 from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -27,6 +27,8 @@ async def test_bot_joins_publishes_receives_and_leaves(server: Any, tmp_path: Pa
         server.base_url, meeting["id"], "Alice", options=ClientOptions(decode=False)
     )
     events = alice.events()
+    seen: list[object] = []
+    alice.add_listener(seen.append)
     try:
         await alice.publish(SyntheticAudioTrack(), SyntheticVideoTrack(320, 240))
         bot = await asyncio.create_subprocess_exec(
@@ -64,6 +66,8 @@ async def test_bot_joins_publishes_receives_and_leaves(server: Any, tmp_path: Pa
         assert frames[-1] > 30, text
         assert sorted(p.suffix for p in (tmp_path / "rec").iterdir()) == [".ogg", ".webm"]
         await events.wait_for(lambda e: isinstance(e, ParticipantLeft), 10, "Robo leaving")
+        added = [e.track for e in seen if isinstance(e, TrackAdded)]
+        assert sorted(t.source for t in added) == ["camera", "microphone"]
         await alice.wait_until(lambda: not alice.remote_tracks, 10, "Robo's tracks gone")
     finally:
         await alice.leave()

@@ -159,7 +159,7 @@ async def test_forwarding_is_byte_exact_and_survives_renegotiation(server: Any) 
             server.base_url,
             meeting["id"],
             "Carol",
-            options=ClientOptions(receive_tap=carol_tap, decode=False),
+            options=ClientOptions(receive_tap=carol_tap),
         )
         await carol.publish(SyntheticAudioTrack(), SyntheticVideoTrack(320, 240))
         carol_id = carol.participant_id
@@ -176,6 +176,10 @@ async def test_forwarding_is_byte_exact_and_survives_renegotiation(server: Any) 
             lambda: carol_tap.packets_for(carol_view["video"].ssrcs) > 60,
             WAIT_S,
             "Alice's video at Carol",
+        )
+        # A new subscriber gets a keyframe soon (the SFU asks Alice for one), so it decodes.
+        await carol.wait_until(
+            lambda: carol_view["video"].frames > 10, 5.0, "Carol decodes Alice's video"
         )
         from_carol = tracks_of(bob, carol_id)
         await bob.wait_until(
@@ -216,3 +220,26 @@ async def test_forwarding_is_byte_exact_and_survives_renegotiation(server: Any) 
         for participant in (carol, bob, alice):
             if participant is not None:
                 await participant.leave()
+
+
+async def test_mute_is_announced_to_the_others(server: Any) -> None:
+    meeting = await create_meeting(server, "mute")
+    alice = await Participant.join(server.base_url, meeting["id"], "Alice")
+    bob = await Participant.join(server.base_url, meeting["id"], "Bob")
+    try:
+        await alice.publish(SyntheticAudioTrack(), SyntheticVideoTrack(160, 128))
+        await bob.wait_until(lambda: alice.participant_id in bob.participants, WAIT_S, "Alice")
+        await alice.set_muted("audio", True)
+        await bob.wait_until(
+            lambda: bob.participants[alice.participant_id].audio_muted, WAIT_S, "audio muted"
+        )
+        assert not bob.participants[alice.participant_id].video_muted
+        await alice.set_muted("audio", False)
+        await bob.wait_until(
+            lambda: not bob.participants[alice.participant_id].audio_muted,
+            WAIT_S,
+            "audio unmuted",
+        )
+    finally:
+        await bob.leave()
+        await alice.leave()
