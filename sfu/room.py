@@ -15,6 +15,7 @@ from .participant import Participant
 logger = logging.getLogger(__name__)
 
 SENDER_REPORT_INTERVAL_S = 1.0
+LEFT = "left"  # the reason when a participant leaves by itself
 
 
 class Room:
@@ -74,6 +75,9 @@ class Room:
         if self.participants.get(participant.participant_id) is not participant:
             return
         del self.participants[participant.participant_id]
+        if reason != LEFT:
+            # Removed by someone else (a new connection, the node closing): say why.
+            participant.send({"type": "bye", "reason": reason})
         await participant.close()
         self.broadcast(
             {
@@ -109,7 +113,6 @@ class Room:
 
     async def close(self, reason: str) -> None:
         for participant in list(self.participants.values()):
-            participant.send({"type": "bye", "reason": reason})
             await self.remove(participant, reason)
         if self._reports is not None:
             self._reports.cancel()

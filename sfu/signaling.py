@@ -18,6 +18,7 @@ from townhall.contract import (
 
 from .errors import SignalingError, error_reply
 from .participant import Participant
+from .room import LEFT
 
 if TYPE_CHECKING:
     from .node import SfuNode
@@ -88,7 +89,7 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
         if participant is not None:
             room = participant.room
             if room is not None:
-                await room.remove(participant, "left")
+                await room.remove(participant, LEFT)
                 node.forget_if_empty(room)
             await participant.flush()
         if not ws.closed:

@@ -168,3 +168,15 @@ def test_implausible_sdp_is_refused_before_aiortc(sdp: str, message: str) -> Non
 
     with pytest.raises(NegotiationFailed, match=message):
         check_description(sdp, "publish offer")
+
+
+async def test_a_replaced_connection_is_told_why_it_ends(node: tuple[SfuNode, str]) -> None:
+    sfu, url = node
+    async with aiohttp.ClientSession() as http:
+        first = await join_raw(url, http, token("alice"))
+        second = await join_raw(url, http, token("alice"))
+        bye = await first.receive_json(timeout=5)
+        assert bye == {"type": "bye", "reason": "replaced by a new connection"}
+        assert list(sfu.rooms["m1"].participants) == ["alice"]
+        await second.close()
+        await first.close()
