@@ -38,6 +38,7 @@ class JoinGrant:
     """Everything a client needs to connect to the meeting's SFU node."""
 
     participant: Participant
+    meeting_title: str
     token: str
     signaling_url: str
     ice_servers: tuple[dict[str, Any], ...]
@@ -100,6 +101,7 @@ class Admission:
         )
         return JoinGrant(
             participant=participant,
+            meeting_title=meeting.title,
             token=mint_token(claims, self._token_secret, ttl_s=self._token_ttl_s),
             signaling_url=self._signaling_url,
             ice_servers=self._ice_servers,

@@ -132,6 +132,7 @@ def _render_grant(grant: JoinGrant) -> dict[str, Any]:
     return {
         "participant_id": participant.id,
         "meeting_id": participant.meeting_id,
+        "meeting_title": grant.meeting_title,
         "name": participant.name,
         "role": participant.role,
         "token": grant.token,

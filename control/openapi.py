@@ -166,6 +166,7 @@ _SCHEMAS: dict[str, Any] = {
         "required": [
             "participant_id",
             "meeting_id",
+            "meeting_title",
             "name",
             "role",
             "token",
@@ -176,6 +177,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "participant_id": {"type": "string"},
             "meeting_id": {"type": "string"},
+            "meeting_title": {"type": "string"},
             "name": {"type": "string"},
             "role": {"enum": ["host", "participant", "viewer"]},
             "token": {

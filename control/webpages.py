@@ -38,7 +38,7 @@ class WebClient:
     async def meeting_page(self, request: web.Request) -> web.StreamResponse:
         meeting_id = request.match_info["meeting_id"]
         try:
-            await self._meetings.get(meeting_id)
+            meeting = await self._meetings.get(meeting_id)
         except MeetingNotFound:
             return web.Response(
                 status=404,
@@ -49,7 +49,16 @@ class WebClient:
         if not index.is_file():
             # A broken installation, not the visitor's fault: a 500, logged.
             raise RuntimeError(f"the browser client is missing: {index} does not exist")
-        return web.FileResponse(index, headers=_REVALIDATE)
+        # The page carries the meeting's title, so the pre-join screen can show it
+        # before anyone has joined (and without a public meeting endpoint).
+        title = html.escape(meeting.title, quote=True)
+        page = index.read_text(encoding="utf-8").replace(
+            "<title>Townhall</title>",
+            f"<title>{title} · Townhall</title>\n"
+            f'  <meta name="townhall-meeting-title" content="{title}">',
+            1,
+        )
+        return web.Response(text=page, content_type="text/html", headers=_REVALIDATE)
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         relative = request.match_info["path"]

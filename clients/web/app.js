@@ -89,7 +89,10 @@ function meetingIdFromPath(pathname) {
   return index >= 0 && parts[index + 1] ? decodeURIComponent(parts[index + 1]) : "";
 }
 
+/** The title the server put in the page, else one made from the id. */
 function defaultTitle(meetingId) {
+  const served = document.querySelector('meta[name="townhall-meeting-title"]')?.content;
+  if (served) return served;
   return meetingId ? `Meeting ${meetingId.slice(0, 8)}` : "Meeting";
 }
 

@@ -31,7 +31,9 @@ SCHEMAS = openapi_document(PUBLIC_URL)["components"]["schemas"]
 def make_config(tmp_path: Path) -> ControlConfig:
     web_root = tmp_path / "web"
     web_root.mkdir()
-    (web_root / "index.html").write_text("<!doctype html><title>Townhall client</title>")
+    (web_root / "index.html").write_text(
+        "<!doctype html><head><title>Townhall</title></head><body>Townhall client</body>"
+    )
     (web_root / "app.js").write_text("export {};\n")
     (tmp_path / "outside.txt").write_text("not part of the web client")
     return ControlConfig(
@@ -265,6 +267,7 @@ async def test_join_returns_a_token_the_sfu_accepts(client: Client, tmp_path: Pa
     grant = await response.json()
     assert_matches_schema(grant, "JoinResponse")
     assert grant["status"] == "joined"
+    assert grant["meeting_title"] == meeting["title"]
     assert grant["signaling_url"] == SIGNALING_URL
     assert grant["ice_servers"] == list(ICE_SERVERS)
     assert grant["role"] == "host"
@@ -481,11 +484,15 @@ async def test_unexpected_error_is_500_without_internals(
 
 
 async def test_meeting_page_serves_the_web_client(client: Client) -> None:
-    meeting = await create(client)
+    meeting = await create(client, title='Design <review> & "more"')
     response = await client.get(f"/m/{meeting['id']}")
     assert response.status == 200
     assert response.content_type == "text/html"
-    assert "Townhall client" in await response.text()
+    page = await response.text()
+    assert "Townhall client" in page
+    escaped = "Design &lt;review&gt; &amp; &quot;more&quot;"
+    assert f'<meta name="townhall-meeting-title" content="{escaped}">' in page
+    assert f"<title>{escaped} · Townhall</title>" in page
     assert response.headers["Cache-Control"] == "no-cache"
     response = await client.get("/static/app.js")
     assert response.status == 200
