@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -180,3 +181,23 @@ async def test_a_replaced_connection_is_told_why_it_ends(node: tuple[SfuNode, st
         assert list(sfu.rooms["m1"].participants) == ["alice"]
         await second.close()
         await first.close()
+
+
+async def test_the_sfu_runs_no_decoder_while_it_forwards(node: tuple[SfuNode, str]) -> None:
+    sfu, url = node
+    quiet = ClientOptions(decode=False)  # so that any decoder thread would be the SFU's
+    alice = await Participant.connect(url, token("alice"), options=quiet)
+    bob = await Participant.connect(url, token("bob"), options=quiet)
+    try:
+        await alice.publish(audio=AudioStreamTrack(), video=VideoStreamTrack())
+        await bob.wait_until(lambda: len(bob.remote_tracks) == 2, what="alice's tracks")
+        for _ in range(50):
+            if sfu.counters.rtp_packets_forwarded > 100:
+                break
+            await asyncio.sleep(0.1)
+        assert sfu.counters.rtp_packets_forwarded > 100
+        decoders = [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+        assert decoders == []
+    finally:
+        await bob.leave()
+        await alice.leave()
