@@ -12,7 +12,8 @@ What is patched, per peer connection, by `instrument_peer_connection`:
   benchmarks run on 127.0.0.1 only).
 * RTP taps: plain RTP leaving (``RTCDtlsTransport._send_rtp``, before SRTP
   protect) and arriving (``RTCDtlsTransport._handle_rtp_data``, after SRTP
-  unprotect) is shown to an `RtpTap`.
+  unprotect) is shown to an `RtpTap`; arriving packets can also be dropped
+  on purpose, to simulate loss for tests of NACK and retransmission.
 
 And per receiver, `stop_decoding` stops the decoder thread so that a receiver
 only keeps aiortc's RTP bookkeeping (receiver reports, NACK, REMB).
@@ -83,6 +84,7 @@ def instrument_peer_connection(
     ice_addresses: Sequence[str] | None = ("127.0.0.1",),
     send_tap: RtpTap | None = None,
     receive_tap: RtpTap | None = None,
+    drop_received: Callable[[bytes], bool] | None = None,
 ) -> None:
     """Gather on ``ice_addresses`` (None: aioice decides) and tap every transport of ``pc``.
 
@@ -96,8 +98,8 @@ def instrument_peer_connection(
             _gather_on(dtls.transport, addresses)
         if send_tap is not None:
             _tap_sending(dtls, send_tap)
-        if receive_tap is not None:
-            _tap_receiving(dtls, receive_tap)
+        if receive_tap is not None or drop_received is not None:
+            _tap_receiving(dtls, receive_tap, drop_received)
 
     existing: set[RTCIceTransport] = getattr(pc, _PC_ICE_TRANSPORTS)
     if existing:
@@ -143,11 +145,17 @@ def _tap_sending(dtls: RTCDtlsTransport, tap: RtpTap) -> None:
     dtls._send_rtp = send_rtp_tapped  # type: ignore[method-assign]
 
 
-def _tap_receiving(dtls: RTCDtlsTransport, tap: RtpTap) -> None:
+def _tap_receiving(
+    dtls: RTCDtlsTransport, tap: RtpTap | None, drop: Callable[[bytes], bool] | None
+) -> None:
     handle_rtp_data: Callable[..., Awaitable[None]] = dtls._handle_rtp_data
 
     async def handle_rtp_data_tapped(data: bytes, arrival_time_ms: int) -> None:
-        tap.observe(data)
+        if tap is not None:
+            tap.observe(data)
+        # Simulated loss: aiortc never sees the packet, so it NACKs it.
+        if drop is not None and drop(data):
+            return
         await handle_rtp_data(data, arrival_time_ms=arrival_time_ms)
 
     dtls._handle_rtp_data = handle_rtp_data_tapped  # type: ignore[method-assign]

@@ -80,6 +80,9 @@ class ClientOptions:
     # subscribe connection.
     send_tap: RtpTap | None = None
     receive_tap: RtpTap | None = None
+    # Simulated loss on the subscribe connection (tests): return True to drop a
+    # received plain RTP packet before aiortc sees it, so that aiortc NACKs it.
+    drop_received: Callable[[bytes], bool] | None = None
     # Bound on every wait: HTTP, socket, answers, connection setup.
     timeout_s: float = 10.0
     # Codec to prefer when publishing, by name ("VP8", "H264", "opus"); RTX is kept.
@@ -289,13 +292,16 @@ class Participant:
 
     # -- publishing --------------------------------------------------------
 
-    def _new_peer_connection(
-        self, *, send_tap: RtpTap | None, receive_tap: RtpTap | None
-    ) -> RTCPeerConnection:
+    def _new_peer_connection(self, *, subscribe: bool) -> RTCPeerConnection:
         # Always the server's list (empty by default): never aiortc's public STUN default.
         pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(self._ice_servers)))
+        options = self.options
         aiortc_internals.instrument_peer_connection(
-            pc, ice_addresses=self.options.ice_addresses, send_tap=send_tap, receive_tap=receive_tap
+            pc,
+            ice_addresses=options.ice_addresses,
+            send_tap=None if subscribe else options.send_tap,
+            receive_tap=options.receive_tap if subscribe else None,
+            drop_received=options.drop_received if subscribe else None,
         )
         pc.on("connectionstatechange", self._notify)
         return pc
@@ -325,9 +331,7 @@ class Participant:
             preferences[kind] = codec_preferences(kind, codec)
         async with self._publish_lock:
             if self.publish_pc is None:
-                self.publish_pc = self._new_peer_connection(
-                    send_tap=self.options.send_tap, receive_tap=None
-                )
+                self.publish_pc = self._new_peer_connection(subscribe=False)
             pc = self.publish_pc
             for track, kind, source in additions:
                 transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -425,9 +429,7 @@ class Participant:
     async def _answer_subscribe_offer(self, offer: SubscribeOffer) -> None:
         assert self._channel is not None
         if self.subscribe_pc is None:
-            self.subscribe_pc = self._new_peer_connection(
-                send_tap=None, receive_tap=self.options.receive_tap
-            )
+            self.subscribe_pc = self._new_peer_connection(subscribe=True)
         pc = self.subscribe_pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())

@@ -26,7 +26,7 @@ from clients.python import (
     TrackRemoved,
 )
 from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
-from clients.python.rtp_tap import TappedPacket, rtx_original_payload
+from clients.python.rtp_tap import TappedPacket, parse_rtp, rtx_original_payload
 from clients.python.sdp_summary import MediaSummary, summarize_sdp
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -240,6 +240,64 @@ async def test_mute_is_announced_to_the_others(server: Any) -> None:
             WAIT_S,
             "audio unmuted",
         )
+    finally:
+        await bob.leave()
+        await alice.leave()
+
+
+async def test_lost_packets_are_repaired_from_the_sfu_cache(server: Any) -> None:
+    """Bob drops some of Alice's video on arrival; his NACKs get RTX repairs with her payloads."""
+    meeting = await create_meeting(server, "loss")
+    alice_tap = RtpTap(record=True)
+    bob_tap = RtpTap(record=True)
+    lossy_types: set[int] = set()
+    dropped: set[int] = set()
+
+    def drop(data: bytes) -> bool:
+        packet = parse_rtp(data)
+        if packet.payload_type in lossy_types and packet.sequence_number % 15 == 0:
+            dropped.add(packet.sequence_number)
+            return True
+        return False
+
+    alice = await Participant.join(
+        server.base_url,
+        meeting["id"],
+        "Alice",
+        options=ClientOptions(send_tap=alice_tap, video_codec="VP8"),
+    )
+    bob = await Participant.join(
+        server.base_url,
+        meeting["id"],
+        "Bob",
+        options=ClientOptions(receive_tap=bob_tap, drop_received=drop),
+    )
+    try:
+        await alice.publish(SyntheticAudioTrack(), SyntheticVideoTrack(320, 240))
+        await bob.wait_until(
+            lambda: "video" in tracks_of(bob, alice.participant_id), WAIT_S, "Alice's video"
+        )
+        video = tracks_of(bob, alice.participant_id)["video"]
+        assert bob.subscribe_pc is not None
+        answer = summarize_sdp(bob.subscribe_pc.localDescription.sdp)[video.mid]
+        vp8 = answer.payload_types("VP8")
+        rtx = {pt for pt, apt in answer.rtx_for.items() if apt in vp8}
+        assert rtx, "the SFU offered no RTX for video"
+        lossy_types.update(vp8)
+
+        def repairs() -> list[TappedPacket]:
+            return list(bob_tap.select(payload_types=rtx, ssrcs=video.ssrcs))
+
+        await bob.wait_until(lambda: len(repairs()) >= 10, WAIT_S, "10 RTX repairs at Bob")
+        frames = video.frames
+        await bob.wait_until(lambda: video.frames > frames + 30, WAIT_S, "decoding through loss")
+
+        assert alice.publish_pc is not None
+        sent = sent_payloads(alice_tap, alice.publish_pc.localDescription.sdp, "video", "VP8")
+        for packet in repairs():
+            original_sequence = int.from_bytes(packet.payload[:2], "big")
+            assert original_sequence in dropped, f"RTX for {original_sequence}, never dropped"
+            assert rtx_original_payload(packet) in sent
     finally:
         await bob.leave()
         await alice.leave()
