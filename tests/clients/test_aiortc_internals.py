@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiortc
 import pytest
@@ -11,7 +12,7 @@ from av.video.frame import VideoFrame
 
 from clients.python import aiortc_internals
 from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
-from clients.python.rtp_tap import RtpTap, rtx_original_payload
+from clients.python.rtp_tap import RtpTap, parse_rtp, rtx_original_payload
 from clients.python.sdp_summary import summarize_sdp
 
 
@@ -57,13 +58,19 @@ async def test_instrumenting_after_transceivers_exist_is_refused() -> None:
 
 
 async def connect_pair(
-    send_tap: RtpTap, receive_tap: RtpTap, *, decode: bool
+    send_tap: RtpTap,
+    receive_tap: RtpTap,
+    *,
+    decode: bool,
+    drop: Callable[[bytes], bool] | None = None,
 ) -> tuple[RTCPeerConnection, RTCPeerConnection, list[aiortc.MediaStreamTrack]]:
     """Two peers on loopback: ``sender`` publishes VP8 + Opus to ``receiver``."""
     sender = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     aiortc_internals.instrument_peer_connection(sender, send_tap=send_tap)
-    aiortc_internals.instrument_peer_connection(receiver, receive_tap=receive_tap)
+    aiortc_internals.instrument_peer_connection(
+        receiver, receive_tap=receive_tap, drop_received=drop
+    )
     sender.addTransceiver(SyntheticAudioTrack(), direction="sendonly")
     video = sender.addTransceiver(SyntheticVideoTrack(320, 240), direction="sendonly")
     video.setCodecPreferences(
@@ -135,3 +142,28 @@ async def test_without_decoder_packets_still_arrive_and_the_track_ends() -> None
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_dropped_packets_are_nacked_and_repaired() -> None:
+    dropped: set[int] = set()
+    video_types: set[int] = set()
+
+    def drop(data: bytes) -> bool:
+        packet = parse_rtp(data)
+        if packet.payload_type in video_types and packet.sequence_number % 10 == 0:
+            dropped.add(packet.sequence_number)
+            return True
+        return False
+
+    send_tap, receive_tap = RtpTap(record=True), RtpTap(record=True)
+    sender, receiver, _tracks = await connect_pair(send_tap, receive_tap, decode=False, drop=drop)
+    try:
+        media = summarize_sdp(receiver.localDescription.sdp)
+        video_types.update(pt for m in media.values() for pt in m.payload_types("VP8"))
+        rtx = {pt for m in media.values() for pt in m.rtx_for}
+        await wait_for(lambda: len(list(receive_tap.select(payload_types=rtx))) >= 3)
+    finally:
+        await sender.close()
+        await receiver.close()
+    for packet in receive_tap.select(payload_types=rtx):
+        assert int.from_bytes(packet.payload[:2], "big") in dropped
