@@ -115,13 +115,13 @@ class Participant:
     def __init__(
         self,
         *,
-        channel_http: aiohttp.ClientSession,
+        http: aiohttp.ClientSession,
         owns_http: bool,
         options: ClientOptions,
         ice_servers: tuple[IceServerInfo, ...],
     ) -> None:
         # Use `join` or `connect`; this only sets fields.
-        self._http = channel_http
+        self._http = http
         self._owns_http = owns_http
         self.options = options
         self._ice_servers = ice_servers
@@ -163,22 +163,16 @@ class Participant:
     ) -> Participant:
         """Join as a guest through the control plane, then connect to the SFU."""
         options = options or ClientOptions()
-        owns_http = http is None
         session = http or aiohttp.ClientSession()
         try:
             grant = await request_guest_join(session, base_url, meeting_id, name, options.timeout_s)
-            return await cls.connect(
-                grant.signaling_url,
-                grant.token,
-                ice_servers=grant.ice_servers,
-                options=options,
-                http=session,
-                _owns_http=owns_http,
-            )
         except BaseException:
-            if owns_http:
+            if http is None:
                 await session.close()
             raise
+        return await cls._open(
+            grant.signaling_url, grant.token, grant.ice_servers, options, session, http is None
+        )
 
     @classmethod
     async def connect(
@@ -189,18 +183,27 @@ class Participant:
         ice_servers: tuple[IceServerInfo, ...] = (),
         options: ClientOptions | None = None,
         http: aiohttp.ClientSession | None = None,
-        _owns_http: bool | None = None,
     ) -> Participant:
         """Open the signaling socket at ``signaling_url`` and present ``token``."""
-        options = options or ClientOptions()
-        owns_http = (http is None) if _owns_http is None else _owns_http
         session = http or aiohttp.ClientSession()
-        self = cls(
-            channel_http=session, owns_http=owns_http, options=options, ice_servers=ice_servers
+        return await cls._open(
+            signaling_url, token, ice_servers, options or ClientOptions(), session, http is None
         )
+
+    @classmethod
+    async def _open(
+        cls,
+        signaling_url: str,
+        token: str,
+        ice_servers: tuple[IceServerInfo, ...],
+        options: ClientOptions,
+        http: aiohttp.ClientSession,
+        owns_http: bool,
+    ) -> Participant:
+        self = cls(http=http, owns_http=owns_http, options=options, ice_servers=ice_servers)
         try:
             self._channel = await SignalingChannel.connect(
-                signaling_url, http=session, timeout_s=options.timeout_s
+                signaling_url, http=http, timeout_s=options.timeout_s
             )
             await self._channel.send(join_frame(token))
             early = await self._await_joined()
