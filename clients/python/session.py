@@ -202,6 +202,8 @@ class Participant:
     ) -> Participant:
         self = cls(http=http, owns_http=owns_http, options=options, ice_servers=ice_servers)
         try:
+            # Fail loudly, before joining, if aiortc moved an internal the client relies on.
+            aiortc_internals.check_compatibility()
             self._channel = await SignalingChannel.connect(
                 signaling_url, http=http, timeout_s=options.timeout_s
             )
