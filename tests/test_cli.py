@@ -59,10 +59,21 @@ def test_bad_api_key_over_http(server: TownhallServer) -> None:
 def test_the_meeting_page_is_the_web_client(server: TownhallServer) -> None:
     if not (WEB_ROOT / "index.html").is_file():
         pytest.fail("clients/web/index.html is missing from the checkout")
-    meeting = server.create_meeting()
+    meeting = server.create_meeting("Weekly sync")
     with urllib.request.urlopen(f"{server.base_url}/m/{meeting['id']}", timeout=5) as response:
         assert response.status == 200
-        assert response.read() == (WEB_ROOT / "index.html").read_bytes()
+        page = response.read().decode()
+    # The served page is the client's index.html with the meeting's title filled in.
+    expected = (
+        (WEB_ROOT / "index.html")
+        .read_text()
+        .replace(
+            "<title>Townhall</title>",
+            "<title>Weekly sync · Townhall</title>\n"
+            '  <meta name="townhall-meeting-title" content="Weekly sync">',
+        )
+    )
+    assert page == expected
     static = sorted(p for p in WEB_ROOT.iterdir() if p.is_file() and p.name != "index.html")
     for path in static:
         with urllib.request.urlopen(f"{server.base_url}/static/{path.name}", timeout=5) as answer:
