@@ -28,7 +28,7 @@ from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
-from .rtp_tap import RtpTap
+from .rtp_tap import RtpTap, is_rtcp
 
 __all__ = [
     "AIORTC_VERSION",
@@ -85,6 +85,7 @@ def instrument_peer_connection(
     send_tap: RtpTap | None = None,
     receive_tap: RtpTap | None = None,
     drop_received: Callable[[bytes], bool] | None = None,
+    drop_sent: Callable[[bytes], bool] | None = None,
 ) -> None:
     """Gather on ``ice_addresses`` (None: aioice decides) and tap every transport of ``pc``.
 
@@ -96,8 +97,8 @@ def instrument_peer_connection(
     def instrument(dtls: RTCDtlsTransport) -> None:
         if addresses is not None:
             _gather_on(dtls.transport, addresses)
-        if send_tap is not None:
-            _tap_sending(dtls, send_tap)
+        if send_tap is not None or drop_sent is not None:
+            _tap_sending(dtls, send_tap, drop_sent)
         if receive_tap is not None or drop_received is not None:
             _tap_receiving(dtls, receive_tap, drop_received)
 
@@ -135,12 +136,18 @@ def _gather_on(ice: RTCIceTransport, addresses: tuple[str, ...]) -> None:
     connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
 
 
-def _tap_sending(dtls: RTCDtlsTransport, tap: RtpTap) -> None:
+def _tap_sending(
+    dtls: RTCDtlsTransport, tap: RtpTap | None, drop: Callable[[bytes], bool] | None
+) -> None:
     send_rtp: Callable[[bytes], Awaitable[None]] = dtls._send_rtp
 
     async def send_rtp_tapped(data: bytes) -> None:
+        # Simulated loss: the sender keeps the packet in its history for a NACK.
+        if drop is not None and not is_rtcp(data) and drop(data):
+            return
         await send_rtp(data)
-        tap.observe(data)
+        if tap is not None:
+            tap.observe(data)
 
     dtls._send_rtp = send_rtp_tapped  # type: ignore[method-assign]
 

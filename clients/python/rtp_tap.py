@@ -12,7 +12,14 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["RtpTap", "StreamCounter", "TappedPacket", "parse_rtp", "rtx_original_payload"]
+__all__ = [
+    "RtpTap",
+    "StreamCounter",
+    "TappedPacket",
+    "is_rtcp",
+    "parse_rtp",
+    "rtx_original_payload",
+]
 
 _FIXED_HEADER = struct.Struct("!BBHII")
 _EXTENSION_HEADER = struct.Struct("!HH")
@@ -75,7 +82,7 @@ def rtx_original_payload(packet: TappedPacket) -> bytes:
     return packet.payload[2:]
 
 
-def _is_rtcp(data: bytes) -> bool:
+def is_rtcp(data: bytes) -> bool:
     # RTCP packet types 192-223 share the demultiplexing rule of RFC 5761 section 4.
     return len(data) >= 2 and 192 <= data[1] <= 223
 
@@ -93,7 +100,7 @@ class RtpTap:
 
     def observe(self, data: bytes) -> None:
         """Account for one plain RTP or RTCP datagram (RTCP is ignored)."""
-        if _is_rtcp(data):
+        if is_rtcp(data):
             return
         try:
             packet = parse_rtp(data)

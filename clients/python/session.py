@@ -83,6 +83,9 @@ class ClientOptions:
     # Simulated loss on the subscribe connection (tests): return True to drop a
     # received plain RTP packet before aiortc sees it, so that aiortc NACKs it.
     drop_received: Callable[[bytes], bool] | None = None
+    # Simulated loss on the publish connection (tests): return True to drop a
+    # plain RTP packet instead of sending it; aiortc keeps it for a NACK.
+    drop_sent: Callable[[bytes], bool] | None = None
     # Bound on every wait: HTTP, socket, answers, connection setup.
     timeout_s: float = 10.0
     # Codec to prefer when publishing, by name ("VP8", "H264", "opus"); RTX is kept.
@@ -307,6 +310,7 @@ class Participant:
             send_tap=None if subscribe else options.send_tap,
             receive_tap=options.receive_tap if subscribe else None,
             drop_received=options.drop_received if subscribe else None,
+            drop_sent=None if subscribe else options.drop_sent,
         )
         pc.on("connectionstatechange", self._notify)
         return pc

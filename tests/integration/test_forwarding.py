@@ -301,3 +301,46 @@ async def test_lost_packets_are_repaired_from_the_sfu_cache(server: Any) -> None
     finally:
         await bob.leave()
         await alice.leave()
+
+
+async def test_packets_lost_on_the_way_in_are_recovered_by_the_sfu(server: Any) -> None:
+    """Alice's video loses packets before the SFU; the SFU NACKs her and forwards the repair."""
+    meeting = await create_meeting(server, "upstream loss")
+    bob_tap = RtpTap(record=True)
+    dropped: dict[int, bytes] = {}  # Alice's sequence number -> the payload never sent
+
+    def drop(data: bytes) -> bool:
+        packet = parse_rtp(data)
+        # aiortc's VP8 is payload type 97 on Alice's own offer; only first sends drop.
+        if packet.payload_type == 97 and packet.sequence_number % 15 == 0:
+            if packet.sequence_number not in dropped:
+                dropped[packet.sequence_number] = packet.payload
+                return True
+        return False
+
+    alice = await Participant.join(
+        server.base_url,
+        meeting["id"],
+        "Alice",
+        options=ClientOptions(drop_sent=drop, video_codec="VP8"),
+    )
+    bob = await Participant.join(
+        server.base_url, meeting["id"], "Bob", options=ClientOptions(receive_tap=bob_tap)
+    )
+    try:
+        await alice.publish(SyntheticAudioTrack(), SyntheticVideoTrack(320, 240))
+        await bob.wait_until(
+            lambda: "video" in tracks_of(bob, alice.participant_id), WAIT_S, "Alice's video"
+        )
+        video = tracks_of(bob, alice.participant_id)["video"]
+
+        def recovered() -> set[bytes]:
+            received = {p.payload for p in bob_tap.recorded if p.ssrc in video.ssrcs}
+            return {payload for payload in dropped.values() if payload in received}
+
+        await bob.wait_until(lambda: len(recovered()) >= 5, WAIT_S, "5 recovered packets")
+        frames = video.frames
+        await bob.wait_until(lambda: video.frames > frames + 30, WAIT_S, "decoding through loss")
+    finally:
+        await bob.leave()
+        await alice.leave()
