@@ -165,24 +165,19 @@ class SrtpSink:
         self.send_errors = 0
 
     def send_rtp(self, packet: bytes) -> bool:
-        srtp = self._transport._tx_srtp
-        pair = self._connection._nominated.get(1)
-        if srtp is None or pair is None or pair.protocol.transport is None:
-            return False
-        try:
-            pair.protocol.transport.sendto(srtp.protect(packet), pair.remote_addr)
-        except (pylibsrtp.Error, OSError):
-            self.send_errors += 1
-            return False
-        return True
+        return self._send(packet, rtcp=False)
 
     def send_rtcp(self, packet: bytes) -> bool:
+        return self._send(packet, rtcp=True)
+
+    def _send(self, packet: bytes, rtcp: bool) -> bool:
         srtp = self._transport._tx_srtp
         pair = self._connection._nominated.get(1)
         if srtp is None or pair is None or pair.protocol.transport is None:
-            return False
+            return False  # not connected yet, or already gone
         try:
-            pair.protocol.transport.sendto(srtp.protect_rtcp(packet), pair.remote_addr)
+            protected = srtp.protect_rtcp(packet) if rtcp else srtp.protect(packet)
+            pair.protocol.transport.sendto(protected, pair.remote_addr)
         except (pylibsrtp.Error, OSError):
             self.send_errors += 1
             return False
