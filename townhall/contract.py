@@ -1,10 +1,15 @@
-"""The contract between the control plane and the SFU: join tokens and signaling.
+"""The contract between the control plane and the SFU: tokens, signaling, ports.
 
 This is the only module that both planes import. It defines:
 
 * the join token: a short-lived JWT (HS256) minted by the control plane and
   verified by the SFU when a participant connects;
-* the signaling protocol spoken over the SFU's WebSocket (JSON text frames).
+* the signaling protocol spoken over the SFU's WebSocket (JSON text frames);
+* the two ports between the planes: ``MediaPlane`` (what the control plane
+  asks of the SFU: remove, mute, end, change permissions, move between
+  breakout rooms, deliver a message) and ``ControlEvents`` (what the SFU tells
+  the control plane: who connected and left, chat to persist). In
+  ``townhall serve`` both are in-process calls; in a cluster they cross Redis.
 
 Signaling protocol
 ------------------
@@ -25,21 +30,31 @@ Client -> SFU:
 ``publish-offer``    ``{sdp, sources?: {mid: source}}`` source is camera|microphone|screen
 ``subscribe-answer`` ``{sdp}``
 ``mute``             ``{kind: "audio"|"video", muted: bool}``
+``chat``             ``{text, to?: participant_id}``  needs the chat permission
 ``leave``            ``{}``
 
 SFU -> client:
 
-``joined``              ``{participant_id, meeting_id, name, role, ice_servers,
-                          participants: [participant]}``
+``joined``              ``{participant_id, meeting_id, name, role, permissions, room,
+                          ice_servers, participants: [participant]}``
 ``publish-answer``      ``{sdp}``
 ``subscribe-offer``     ``{sdp, tracks: [{mid, track_id, participant_id, kind, source}]}``
 ``participant-joined``  ``{participant}``
 ``participant-updated`` ``{participant}``
 ``participant-left``    ``{participant_id, reason}``
+``chat``                ``{message: chat_message}``
+``lobby``               ``{waiting: [{participant_id, name, email, since}]}``  hosts only
+``room-changed``        ``{room: {id, name} | null, closes_at: iso8601 | null}``
+                        null room: the main meeting; closes_at: a breakout countdown
+``permissions-changed`` ``{role, permissions}``  e.g. promoted to host, policy changed
+``moderation``          ``{action: "mute", kind, by}``  a host muted this participant
 ``error``               ``{code, message}``  (the socket is then closed when fatal)
 ``bye``                 ``{reason}``  the SFU ends this participant's session
 
-``participant`` is ``{participant_id, name, role, audio_muted, video_muted}``.
+``participant`` is ``{participant_id, name, role, audio_muted, video_muted, room}``
+where ``room`` is the breakout room id or null; a participant sees and hears
+only the participants in the same room. ``chat_message`` is ``{id, sender_id,
+sender_name, text, to, sent_at}`` (``to`` null: everyone in the meeting).
 """
 
 from __future__ import annotations
@@ -47,12 +62,17 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import jwt
 
 __all__ = [
+    "Audience",
     "CLIENT_MESSAGE_TYPES",
+    "ChatRefused",
+    "ControlEvents",
+    "MAX_CHAT_CHARS",
+    "MediaPlane",
     "JOIN_TIMEOUT_S",
     "MAX_SIGNAL_FRAME_BYTES",
     "Permissions",
@@ -76,7 +96,8 @@ SIGNALING_PATH = "/sfu/ws"
 MAX_SIGNAL_FRAME_BYTES = 256 * 1024
 
 SOURCES = ("camera", "microphone", "screen")
-CLIENT_MESSAGE_TYPES = ("join", "publish-offer", "subscribe-answer", "mute", "leave")
+CLIENT_MESSAGE_TYPES = ("join", "publish-offer", "subscribe-answer", "mute", "chat", "leave")
+MAX_CHAT_CHARS = 2000
 
 
 class TokenError(Exception):
@@ -212,9 +233,89 @@ def parse_client_message(frame: str | bytes) -> dict[str, Any]:
             not isinstance(k, str) or v not in SOURCES for k, v in sources.items()
         ):
             raise ProtocolError(f"'sources' must map mids to one of {', '.join(SOURCES)}")
+    elif kind == "chat":
+        _require_str(message, "text", MAX_CHAT_CHARS)
+        to = message.get("to")
+        if to is not None and (not isinstance(to, str) or not to):
+            raise ProtocolError("'to' must be a participant id")
     elif kind == "mute":
         if message.get("kind") not in ("audio", "video"):
             raise ProtocolError("'mute' needs 'kind' audio or video")
         if not isinstance(message.get("muted"), bool):
             raise ProtocolError("'mute' needs a boolean 'muted'")
     return message
+
+
+# What a message from the control plane is addressed to: everyone in the
+# meeting, its hosts, or the listed participants.
+Audience = Literal["all", "hosts"] | tuple[str, ...]
+
+
+class MediaPlane(Protocol):
+    """What the control plane asks of the SFU node hosting a meeting.
+
+    Each method acts on the participants connected now; one that is not
+    connected is not an error (it returns False or does nothing).
+    """
+
+    async def remove_participant(self, meeting_id: str, participant_id: str, reason: str) -> bool:
+        """Disconnect a participant with ``bye {reason}``."""
+        ...
+
+    async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
+        """Stop forwarding a participant's audio or video and tell them (``moderation``)."""
+        ...
+
+    async def end_meeting(self, meeting_id: str, reason: str) -> None:
+        """Disconnect everyone in a meeting."""
+        ...
+
+    async def set_permissions(
+        self, meeting_id: str, participant_id: str, role: Role, permissions: Permissions
+    ) -> bool:
+        """Change what a connected participant may do, at once (``permissions-changed``)."""
+        ...
+
+    async def assign_rooms(
+        self,
+        meeting_id: str,
+        rooms: dict[str, tuple[str, str] | None],
+        closes_at: str | None = None,
+    ) -> None:
+        """Move participants between breakout rooms: participant id -> (room id, name) or None.
+
+        Media is re-routed over the participants' existing connections; each
+        moved participant gets ``room-changed``.
+        """
+        ...
+
+    async def send(self, meeting_id: str, message: dict[str, Any], to: Audience) -> None:
+        """Deliver one signaling frame (chat, lobby, ...) to an audience."""
+        ...
+
+    def roster(self, meeting_id: str) -> list[dict[str, Any]]:
+        """The ``participant`` objects of everyone connected to the meeting now."""
+        ...
+
+
+class ChatRefused(Exception):
+    """The control plane would not accept a chat message (permission, rate, size)."""
+
+
+class ControlEvents(Protocol):
+    """What the SFU tells the control plane."""
+
+    async def participant_connected(self, meeting_id: str, participant_id: str) -> None: ...
+
+    async def participant_disconnected(
+        self, meeting_id: str, participant_id: str, reason: str
+    ) -> None: ...
+
+    async def chat_posted(
+        self, meeting_id: str, sender_id: str, text: str, to: str | None
+    ) -> dict[str, Any]:
+        """Persist a chat message sent over signaling; return the ``chat_message`` to deliver.
+
+        Raises ChatRefused. The SFU delivers the returned message itself.
+        """
+        ...
