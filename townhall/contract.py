@@ -299,7 +299,15 @@ class MediaPlane(Protocol):
 
 
 class ChatRefused(Exception):
-    """The control plane would not accept a chat message (permission, rate, size)."""
+    """The control plane would not accept a chat message (permission, rate, size).
+
+    ``code`` is the signaling error code the sender gets: ``forbidden``,
+    ``rate_limited`` or ``invalid_chat``.
+    """
+
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ControlEvents(Protocol):
