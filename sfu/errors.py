@@ -5,7 +5,8 @@
     ├── Unauthorized        a missing, forged or expired join token              4401
     ├── Forbidden           the token does not grant what was asked (not fatal)  4403
     ├── RoomFull            the meeting is at this node's capacity               4409
-    └── NegotiationFailed   an SDP offer/answer could not be applied (not fatal) 4400
+    ├── NegotiationFailed   an SDP offer/answer could not be applied (not fatal) 4400
+    └── ChatFailed          the control plane refused a chat message (not fatal)
 
 ``townhall.contract.ProtocolError`` and ``TokenError`` count as SignalingError
 and Unauthorized. Anything else is an internal error: close code 1011 and no
@@ -43,6 +44,14 @@ class NegotiationFailed(SfuError):
     """An SDP offer or answer could not be applied."""
 
 
+class ChatFailed(SfuError):
+    """The control plane refused a chat message; ``code`` says why."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True)
 class ErrorReply:
     """How an error is told to the client: the frame's code, and whether to close."""
@@ -62,6 +71,8 @@ def error_reply(exc: BaseException) -> ErrorReply:
         return ErrorReply("forbidden", str(exc), None)
     if isinstance(exc, RoomFull):
         return ErrorReply("meeting_full", str(exc), 4409)
+    if isinstance(exc, ChatFailed):
+        return ErrorReply(exc.code, str(exc), None)
     if isinstance(exc, NegotiationFailed):
         return ErrorReply("negotiation_failed", str(exc), None)
     return ErrorReply("internal", "internal error", 1011)

@@ -92,6 +92,7 @@ class Downtrack:
         self._ast_prefix = bytes([(params.abs_send_time_id << 4) | 2])
         self._level_prefix = (params.audio_level_id << 4) if params.audio_level_id else 0
         self._next_sequence = initial_sequence
+        self._last_sequence = (initial_sequence - 1) & 0xFFFF
         self._rtx_sequence = initial_sequence ^ 0x5A5A
         # Video starts at a keyframe: before it, the decoder could do nothing useful.
         self.waiting_for_keyframe = track.kind == "video"
@@ -109,6 +110,16 @@ class Downtrack:
             elements += bytes((self._level_prefix, packet.audio_level))
         return build_extension_block(elements)
 
+    def restart(self) -> None:
+        """Start again at the next packet (video: the next keyframe), without a gap.
+
+        Used when forwarding resumes after a mute: the subscriber's sequence
+        numbers go on from the last one it got, so it sees no loss to NACK.
+        """
+        self._active = False
+        self.waiting_for_keyframe = self.track.kind == "video"
+        self._next_sequence = (self._last_sequence + 1) & 0xFFFF
+
     def _activate(self, packet: IncomingPacket) -> None:
         self._sequence_offset = (self._next_sequence - packet.sequence_number) & 0xFFFF
         self._start_sequence = packet.sequence_number
@@ -124,10 +135,13 @@ class Downtrack:
         elif (packet.sequence_number - self._start_sequence) & 0xFFFF >= 0x8000:
             return  # older than the packet this subscriber started at
         extensions = self._extensions(packet, abs_send_time)
+        sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
+        if (sequence_number - self._last_sequence) & 0xFFFF < 0x8000:
+            self._last_sequence = sequence_number
         header = RTP_HEADER.pack(
             0x90 if extensions else 0x80,
             (packet.marker << 7) | self._payload_type,
-            (packet.sequence_number + self._sequence_offset) & 0xFFFF,
+            sequence_number,
             packet.timestamp,
             self._ssrc,
         )
@@ -211,7 +225,7 @@ class PublishedTrack:
         self.cache.put(packet)
         self.packets_received += 1
         self.last_timestamp = packet.timestamp
-        if not self.downtracks:
+        if self.muted or not self.downtracks:
             return
         abs_send_time = abs_send_time_now()
         for downtrack in self.downtracks:
@@ -227,6 +241,16 @@ class PublishedTrack:
     def remove_downtrack(self, downtrack: Downtrack) -> None:
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
+
+    def set_muted(self, muted: bool) -> None:
+        """Stop forwarding (the publisher or a host muted it), or resume at a keyframe."""
+        if muted == self.muted:
+            return
+        self.muted = muted
+        if not muted:
+            for downtrack in self.downtracks:
+                downtrack.restart()
+            self.request_keyframe()
 
     def request_keyframe(self) -> None:
         if self.kind == "video":

@@ -1,12 +1,17 @@
-"""The SFU node: the public face of the media plane."""
+"""The SFU node: the public face of the media plane.
+
+It serves the signaling WebSocket and implements the contract's
+``MediaPlane``: what the control plane asks of the meetings it hosts.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 
-from townhall.contract import SIGNALING_PATH
+from townhall.contract import SIGNALING_PATH, Audience, ControlEvents, Permissions, Role
 
 from .aiortc_bridge import check_internals
 from .config import SfuConfig
@@ -14,14 +19,21 @@ from .metrics import MediaCounters
 from .room import Room
 from .signaling import serve_signaling
 
+logger = logging.getLogger(__name__)
+
 
 class SfuNode:
     """Hosts meetings' rooms and serves the signaling WebSocket at ``SIGNALING_PATH``."""
 
-    def __init__(self, config: SfuConfig, token_secret: str) -> None:
+    def __init__(
+        self, config: SfuConfig, token_secret: str, events: ControlEvents | None = None
+    ) -> None:
         check_internals()
         self.config = config
         self.token_secret = token_secret
+        # The control plane to tell about joins, leaves and chat; settable later,
+        # since the composition root builds both planes.
+        self.events = events
         self.counters = MediaCounters()
         self.rooms: dict[str, Room] = {}
 
@@ -36,7 +48,8 @@ class SfuNode:
         """The room of a meeting on this node, created on first use."""
         room = self.rooms.get(meeting_id)
         if room is None:
-            room = self.rooms[meeting_id] = Room(meeting_id, self.config, self.counters)
+            room = Room(meeting_id, self.config, self.counters, lambda: self.events)
+            self.rooms[meeting_id] = room
         return room
 
     def forget_if_empty(self, room: Room) -> None:
@@ -51,6 +64,60 @@ class SfuNode:
             "tracks": sum(len(r.tracks) for r in self.rooms.values()),
             **self.counters.snapshot(),
         }
+
+    # -- MediaPlane: what the control plane asks ---------------------------
+
+    async def remove_participant(self, meeting_id: str, participant_id: str, reason: str) -> bool:
+        room = self.rooms.get(meeting_id)
+        participant = room.participants.get(participant_id) if room else None
+        if room is None or participant is None:
+            return False
+        await room.remove(participant, reason)
+        self.forget_if_empty(room)
+        return True
+
+    async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
+        room = self.rooms.get(meeting_id)
+        participant = room.participants.get(participant_id) if room else None
+        if participant is None:
+            return False
+        participant.send({"type": "moderation", "action": "mute", "kind": kind, "by": "host"})
+        participant.set_muted(kind, True)
+        return True
+
+    async def end_meeting(self, meeting_id: str, reason: str) -> None:
+        room = self.rooms.pop(meeting_id, None)
+        if room is not None:
+            await room.close(reason)
+
+    async def set_permissions(
+        self, meeting_id: str, participant_id: str, role: Role, permissions: Permissions
+    ) -> bool:
+        room = self.rooms.get(meeting_id)
+        participant = room.participants.get(participant_id) if room else None
+        if participant is None:
+            return False
+        participant.set_permissions(role, permissions)
+        return True
+
+    async def assign_rooms(
+        self,
+        meeting_id: str,
+        rooms: dict[str, tuple[str, str] | None],
+        closes_at: str | None = None,
+    ) -> None:
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            room.assign_rooms(rooms, closes_at)
+
+    async def send(self, meeting_id: str, message: dict[str, Any], to: Audience) -> None:
+        room = self.rooms.get(meeting_id)
+        if room is not None:
+            room.send(message, to)
+
+    def roster(self, meeting_id: str) -> list[dict[str, Any]]:
+        room = self.rooms.get(meeting_id)
+        return [p.describe() for p in room.participants.values()] if room else []
 
     async def close(self) -> None:
         """Tell everyone the node is going away and release their connections."""

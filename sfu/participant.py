@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from townhall.contract import TokenClaims
+from townhall.contract import Permissions, Role, TokenClaims
 
 from .config import SfuConfig
 from .errors import Forbidden, error_reply
@@ -37,10 +37,15 @@ class Participant:
         self.claims = claims
         self.participant_id = claims.participant_id
         self.name = claims.name
-        self.role = claims.role
+        self.role: Role = claims.role
+        self.permissions = claims.permissions
         self.audio_muted = False
         self.video_muted = False
         self.room: Room | None = None
+        # The breakout room (id, name) this participant is in; None: the main meeting.
+        self.breakout_room: tuple[str, str] | None = None
+        # Why the session ended, once it has (for the control plane's records).
+        self.end_reason: str | None = None
         self._write = write
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._writer = asyncio.create_task(self._drain())
@@ -57,10 +62,14 @@ class Participant:
 
     @property
     def can_subscribe(self) -> bool:
-        return self.claims.permissions.subscribe
+        return self.permissions.subscribe
+
+    @property
+    def breakout_id(self) -> str | None:
+        return self.breakout_room[0] if self.breakout_room else None
 
     def _can_publish(self, source: str) -> bool:
-        permissions = self.claims.permissions
+        permissions = self.permissions
         if source == "screen":
             return permissions.publish and permissions.screen_share
         return permissions.publish
@@ -72,6 +81,7 @@ class Participant:
             "role": self.role,
             "audio_muted": self.audio_muted,
             "video_muted": self.video_muted,
+            "room": self.breakout_id,
         }
 
     def send(self, message: dict[str, Any]) -> None:
@@ -112,20 +122,37 @@ class Participant:
         elif kind == "subscribe-answer":
             await self.subscriber.handle_answer(message["sdp"])
         elif kind == "mute":
-            self._set_muted(message["kind"], message["muted"])
+            self.set_muted(message["kind"], message["muted"])
+        elif kind == "chat":
+            if not self.permissions.chat:
+                raise Forbidden("chat is not allowed for this participant")
+            if self.room is not None:
+                await self.room.post_chat(self, message["text"], message.get("to"))
         elif kind == "leave":
             self.closed.set()
         elif kind == "join":
             raise Forbidden("already joined")
 
-    def _set_muted(self, kind: str, muted: bool) -> None:
+    def set_muted(self, kind: str, muted: bool) -> None:
+        """Stop or resume forwarding this participant's audio or video, and say so."""
         if kind == "audio":
             self.audio_muted = muted
         else:
             self.video_muted = muted
         for track in self.publisher.tracks.values():
             if track.kind == kind:
-                track.muted = muted
+                track.set_muted(muted)
+        if self.room is not None:
+            self.room.on_updated(self)
+
+    def set_permissions(self, role: Role, permissions: Permissions) -> None:
+        """Apply a new role and permissions now; tracks no longer allowed stop."""
+        self.role = role
+        self.permissions = permissions
+        self.publisher.withdraw_forbidden()
+        self.send(
+            {"type": "permissions-changed", "role": role, "permissions": permissions.to_claim()}
+        )
         if self.room is not None:
             self.room.on_updated(self)
 

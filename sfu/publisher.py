@@ -149,6 +149,12 @@ class Publisher:
         track.close()
         self._on_unpublished(track)
 
+    def withdraw_forbidden(self) -> None:
+        """Stop forwarding tracks the participant may no longer publish."""
+        for mid, track in list(self.tracks.items()):
+            if not self._can_publish(track.source):
+                self._unpublish(mid)
+
     def _learn_route(
         self, mid: str | None, payload_type: int, ssrc: int
     ) -> tuple[PublishedTrack, bridge.NegotiatedRtp, bool] | None:

@@ -1,13 +1,23 @@
-"""A meeting's room on this node: who is in it and which tracks go to whom."""
+"""A meeting's room on this node: who is in it and which tracks go to whom.
+
+Breakout rooms are groups inside the meeting's room: a participant sees and
+hears only the participants in the same group (the main meeting is the group
+``None``). Moving someone re-routes media over the connections they have.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
+import uuid
+from collections.abc import Callable
 from typing import Any
 
+from townhall.contract import Audience, ChatRefused, ControlEvents
+
 from .config import SfuConfig
-from .errors import RoomFull
+from .errors import ChatFailed, RoomFull
 from .forwarder import PublishedTrack
 from .metrics import MediaCounters
 from .participant import Participant
@@ -21,10 +31,17 @@ LEFT = "left"  # the reason when a participant leaves by itself
 class Room:
     """Participants of one meeting and the routing of their tracks."""
 
-    def __init__(self, meeting_id: str, config: SfuConfig, counters: MediaCounters) -> None:
+    def __init__(
+        self,
+        meeting_id: str,
+        config: SfuConfig,
+        counters: MediaCounters,
+        events: Callable[[], ControlEvents | None] = lambda: None,
+    ) -> None:
         self.meeting_id = meeting_id
         self._config = config
         self._counters = counters
+        self._events = events
         self.participants: dict[str, Participant] = {}
         self._reports: asyncio.Task[None] | None = None
 
@@ -37,6 +54,7 @@ class Room:
         previous = self.participants.get(participant.participant_id)
         if previous is not None:
             # The same participant reconnected (a new tab, a network change).
+            participant.breakout_room = previous.breakout_room
             await self.remove(previous, "replaced by a new connection")
         if len(self.participants) >= self._config.max_participants_per_meeting:
             raise RoomFull(
@@ -52,6 +70,8 @@ class Room:
                 "meeting_id": self.meeting_id,
                 "name": participant.name,
                 "role": participant.role,
+                "permissions": participant.permissions.to_claim(),
+                "room": self._describe_room(participant),
                 "ice_servers": [
                     {"urls": list(s.urls), "username": s.username, "credential": s.credential}
                     for s in self._config.ice_servers
@@ -63,10 +83,7 @@ class Room:
             {"type": "participant-joined", "participant": participant.describe()},
             exclude=participant,
         )
-        if participant.can_subscribe:
-            for track in self.tracks:
-                if track.participant_id != participant.participant_id:
-                    participant.subscriber.subscribe(track)
+        self._route(participant)
         if self._reports is None:
             self._reports = asyncio.create_task(self._send_reports())
 
@@ -75,8 +92,9 @@ class Room:
         if self.participants.get(participant.participant_id) is not participant:
             return
         del self.participants[participant.participant_id]
+        participant.end_reason = reason
         if reason != LEFT:
-            # Removed by someone else (a new connection, the node closing): say why.
+            # Removed by someone else (a host, a new connection, the node closing): say why.
             participant.send({"type": "bye", "reason": reason})
         await participant.close()
         self.broadcast(
@@ -87,9 +105,29 @@ class Room:
             }
         )
 
+    def _route(self, subscriber: Participant) -> None:
+        """Subscribe ``subscriber`` to exactly the tracks of its room-mates."""
+        wanted: dict[str, PublishedTrack] = {}
+        if subscriber.can_subscribe:
+            for other in self.participants.values():
+                if other is not subscriber and other.breakout_id == subscriber.breakout_id:
+                    for track in other.publisher.tracks.values():
+                        wanted[track.track_id] = track
+        for track_id in list(subscriber.subscriber.subscriptions):
+            if track_id not in wanted:
+                subscriber.subscriber.unsubscribe(track_id)
+        for track in wanted.values():
+            subscriber.subscriber.subscribe(track)
+
     def on_published(self, track: PublishedTrack) -> None:
+        publisher = self.participants.get(track.participant_id)
         for participant in self.participants.values():
-            if participant.participant_id != track.participant_id and participant.can_subscribe:
+            if (
+                participant is not publisher
+                and participant.can_subscribe
+                and publisher is not None
+                and participant.breakout_id == publisher.breakout_id
+            ):
                 participant.subscriber.subscribe(track)
 
     def on_unpublished(self, track: PublishedTrack) -> None:
@@ -98,6 +136,65 @@ class Room:
 
     def on_updated(self, participant: Participant) -> None:
         self.broadcast({"type": "participant-updated", "participant": participant.describe()})
+
+    def assign_rooms(self, rooms: dict[str, tuple[str, str] | None], closes_at: str | None) -> None:
+        """Move participants between breakout rooms, then re-route everyone's media."""
+        moved = []
+        for participant_id, breakout in rooms.items():
+            participant = self.participants.get(participant_id)
+            if participant is None:
+                continue
+            participant.breakout_room = breakout
+            moved.append(participant)
+        for participant in self.participants.values():
+            self._route(participant)
+        for participant in moved:
+            participant.send(
+                {
+                    "type": "room-changed",
+                    "room": self._describe_room(participant),
+                    "closes_at": closes_at if participant.breakout_room else None,
+                }
+            )
+            self.on_updated(participant)
+
+    @staticmethod
+    def _describe_room(participant: Participant) -> dict[str, str] | None:
+        if participant.breakout_room is None:
+            return None
+        room_id, name = participant.breakout_room
+        return {"id": room_id, "name": name}
+
+    async def post_chat(self, sender: Participant, text: str, to: str | None) -> None:
+        """Have the control plane keep a chat message, then deliver it."""
+        events = self._events()
+        if events is None:
+            # A node without a control plane (tests, tools): nothing to persist in.
+            message: dict[str, Any] = {
+                "id": uuid.uuid4().hex,
+                "sender_id": sender.participant_id,
+                "sender_name": sender.name,
+                "text": text,
+                "to": to,
+                "sent_at": datetime.datetime.now(datetime.UTC).isoformat(),
+            }
+        else:
+            try:
+                message = await events.chat_posted(self.meeting_id, sender.participant_id, text, to)
+            except ChatRefused as exc:
+                raise ChatFailed(str(exc), exc.code) from exc
+        audience: Audience = "all" if to is None else (sender.participant_id, to)
+        self.send({"type": "chat", "message": message}, audience)
+
+    def send(self, message: dict[str, Any], to: Audience) -> None:
+        """Deliver a frame to everyone, to the hosts, or to the listed participants."""
+        for participant in self.participants.values():
+            if (
+                to == "all"
+                or (to == "hosts" and participant.role == "host")
+                or (isinstance(to, tuple) and participant.participant_id in to)
+            ):
+                participant.send(message)
 
     def broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
         for participant in self.participants.values():

@@ -82,6 +82,7 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
         claims = verify_token(join["token"], node.token_secret)
         participant = Participant(claims, node.config, node.counters, ws.send_str)
         await node.room(claims.meeting_id).admit(participant)
+        await _tell_control(node, "participant_connected", claims.meeting_id, claims.participant_id)
         await _relay(ws, participant)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
         await _refuse(ws, exc)
@@ -91,10 +92,27 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
             if room is not None:
                 await room.remove(participant, LEFT)
                 node.forget_if_empty(room)
+                await _tell_control(
+                    node,
+                    "participant_disconnected",
+                    room.meeting_id,
+                    participant.participant_id,
+                    participant.end_reason or LEFT,
+                )
             await participant.flush()
         if not ws.closed:
             await ws.close()
     return ws
+
+
+async def _tell_control(node: SfuNode, event: str, *args: str) -> None:
+    """Report a join or leave; a control plane that fails must not break the session."""
+    if node.events is None:
+        return
+    try:
+        await getattr(node.events, event)(*args)
+    except Exception:  # noqa: BLE001 - logged; media goes on without the report
+        logger.exception("control plane failed to take %s", event)
 
 
 async def _relay(ws: web.WebSocketResponse, participant: Participant) -> None:

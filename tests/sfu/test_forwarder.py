@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 from sfu.forwarder import Downtrack, DowntrackParams, PacketCache, PublishedTrack
@@ -29,7 +30,9 @@ class RecordingSink:
         return True
 
 
-def make_track(kind: str = "video", codec: str = "VP8") -> tuple[PublishedTrack, list[int]]:
+def make_track(
+    kind: str = "video", codec: str = "VP8", keyframe_interval_s: float = 1.0
+) -> tuple[PublishedTrack, list[int]]:
     requests: list[int] = []
     track = PublishedTrack(
         track_id="alice:1",
@@ -42,7 +45,7 @@ def make_track(kind: str = "video", codec: str = "VP8") -> tuple[PublishedTrack,
         cache_size=64,
         counters=MediaCounters(),
         send_keyframe_request=lambda: requests.append(1),
-        keyframe_interval_s=1.0,
+        keyframe_interval_s=keyframe_interval_s,
     )
     return track, requests
 
@@ -150,3 +153,21 @@ def test_packet_cache_returns_only_the_exact_sequence_number() -> None:
     cache.put(incoming(5, b"y"))  # same slot as 1
     assert cache.get(1) is None
     assert cache.get(5) is not None and cache.get(5).payload == b"y"  # type: ignore[union-attr]
+
+
+async def test_a_muted_track_resumes_at_a_keyframe_without_a_sequence_gap() -> None:
+    track, requests = make_track(keyframe_interval_s=0.05)
+    sink = subscribe(track)
+    track.forward(incoming(10, VP8_KEYFRAME_START))
+    track.forward(incoming(11, VP8_DELTA))
+    track.set_muted(True)
+    track.forward(incoming(12, VP8_DELTA))
+    track.forward(incoming(13, VP8_KEYFRAME_START))
+    assert len(sink.rtp) == 2  # nothing forwarded while muted
+    track.set_muted(False)
+    await asyncio.sleep(0.1)  # the limiter defers the second request to its interval's end
+    assert len(requests) == 2  # one for the subscriber, one to resume
+    track.forward(incoming(40, VP8_DELTA))  # not decodable: still waiting
+    track.forward(incoming(41, VP8_KEYFRAME_START))
+    track.forward(incoming(42, VP8_DELTA))
+    assert [parse_rtp(p).sequence_number for p in sink.rtp] == [500, 501, 502, 503]
