@@ -91,3 +91,14 @@ def test_oversized_frame_is_refused() -> None:
 def test_valid_frames_pass() -> None:
     frame = parse_client_message('{"type": "mute", "kind": "video", "muted": false}')
     assert frame["muted"] is False
+
+
+def test_tampered_claims_are_refused() -> None:
+    import base64
+
+    header, payload, signature = mint_token(CLAIMS, SECRET).split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"], claims["mtg"] = "host", "another-meeting"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(TokenError, match="invalid token"):
+        verify_token(f"{header}.{forged}.{signature}", SECRET)
