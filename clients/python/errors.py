@@ -4,18 +4,31 @@
 
     ClientError                 anything the client raises on purpose
     ├── JoinError               the control plane refused or garbled the join
+    │   ├── AccessDenied        403 ``access_denied``: a policy rule (``rule``) keeps us out
+    │   ├── MeetingFull         409 ``meeting_full``
+    │   └── LobbyDenied         a host denied us while we waited in the lobby
+    ├── ApiError                a REST call answered with an error (``status``, ``code``)
     ├── SignalingError          the signaling socket failed or broke the protocol
     │   └── ServerError         the SFU sent an ``error`` frame (``code``, ``message``)
     ├── SessionClosed           the session is over (left, ``bye``, socket lost)
     └── ClientTimeout           a bounded wait ran out (also a ``TimeoutError``)
+        └── LobbyTimeout        nobody admitted us within the lobby wait
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
+    "AccessDenied",
+    "ApiError",
     "ClientError",
     "ClientTimeout",
     "JoinError",
+    "LobbyDenied",
+    "LobbyTimeout",
+    "MeetingFull",
     "ServerError",
     "SessionClosed",
     "SignalingError",
@@ -29,10 +42,51 @@ class ClientError(Exception):
 class JoinError(ClientError):
     """The control plane refused the join request or answered out of shape."""
 
-    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.details: Mapping[str, Any] = details or {}
+
+    @property
+    def rule(self) -> str | None:
+        """The policy rule that refused the join, when the server named one."""
+        rule = self.details.get("rule")
+        return rule if isinstance(rule, str) else None
+
+
+class AccessDenied(JoinError):
+    """The meeting's access policy refuses this participant (``rule`` says which)."""
+
+
+class MeetingFull(JoinError):
+    """The meeting has as many participants as its policy allows."""
+
+
+class LobbyDenied(JoinError):
+    """A host denied this participant while it waited in the lobby."""
+
+
+class ApiError(ClientError):
+    """A REST call answered with an HTTP error in the API's error shape."""
+
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.details: Mapping[str, Any] = details or {}
 
 
 class SignalingError(ClientError):
@@ -58,3 +112,7 @@ class SessionClosed(ClientError):
 
 class ClientTimeout(ClientError, TimeoutError):
     """A bounded wait ran out; the message names what was awaited."""
+
+
+class LobbyTimeout(ClientTimeout):
+    """Nobody admitted this participant within the lobby wait."""

@@ -1,4 +1,9 @@
-"""What a `Participant` reports while in a meeting, and a stream to await it."""
+"""What a `Participant` reports while in a meeting, and a stream to await it.
+
+Signaling frames that are events keep their parsed message class
+(`ParticipantJoined`, `ChatReceived`, `RoomChanged`, ...); the rest
+(`TrackAdded`, `TrackRemoved`, `SessionEnded`) are the client's own.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,27 @@ from aiortc import MediaStreamTrack, RTCRtpReceiver
 
 from .errors import ClientTimeout, SessionClosed
 from .messages import (
+    ChatReceived,
     ErrorMessage,
+    LobbyUpdated,
+    Moderated,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    PermissionsChanged,
+    RoomChanged,
     TrackInfo,
 )
 
 __all__ = [
+    "ChatReceived",
     "Event",
     "EventStream",
+    "LobbyUpdated",
+    "Moderated",
+    "PermissionsChanged",
     "RemoteTrack",
+    "RoomChanged",
     "SessionEnded",
     "TrackAdded",
     "TrackRemoved",
@@ -85,6 +100,11 @@ Event = (
     | ParticipantLeft
     | TrackAdded
     | TrackRemoved
+    | ChatReceived
+    | LobbyUpdated
+    | RoomChanged
+    | PermissionsChanged
+    | Moderated
     | ErrorMessage
     | SessionEnded
 )

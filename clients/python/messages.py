@@ -10,29 +10,48 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any, Literal
 
-from townhall.contract import MAX_SIGNAL_FRAME_BYTES, SOURCES, ProtocolError
+from townhall.contract import (
+    MAX_CHAT_CHARS,
+    MAX_SIGNAL_FRAME_BYTES,
+    SOURCES,
+    Permissions,
+    ProtocolError,
+)
 
 __all__ = [
     "Bye",
+    "ChatMessage",
+    "ChatReceived",
     "ErrorMessage",
     "IceServerInfo",
     "Joined",
+    "LobbyUpdated",
+    "Moderated",
     "ParticipantInfo",
     "ParticipantJoined",
     "ParticipantLeft",
     "ParticipantUpdated",
+    "Permissions",
+    "PermissionsChanged",
     "PublishAnswer",
+    "RoomChanged",
+    "RoomInfo",
     "ServerMessage",
     "SubscribeOffer",
     "TrackInfo",
     "UnknownMessage",
+    "WaitingParticipant",
+    "chat_frame",
     "join_frame",
     "leave_frame",
     "mute_frame",
+    "parse_chat_message",
     "parse_ice_servers",
+    "parse_permissions",
     "parse_server_message",
     "publish_offer_frame",
     "subscribe_answer_frame",
@@ -62,6 +81,44 @@ class ParticipantInfo:
     role: str
     audio_muted: bool = False
     video_muted: bool = False
+    # The breakout room this participant is in; None: the main meeting.
+    room: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomInfo:
+    """A breakout room."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One chat message, as the control plane stored it."""
+
+    id: str
+    sender_id: str
+    sender_name: str
+    text: str
+    # None: to everyone in the meeting; else the one participant it was sent to.
+    to: str | None
+    sent_at: datetime | None
+
+    @property
+    def direct(self) -> bool:
+        """Whether this is a direct message to one participant."""
+        return self.to is not None
+
+
+@dataclass(frozen=True)
+class WaitingParticipant:
+    """Someone waiting in the lobby to be admitted."""
+
+    participant_id: str
+    name: str
+    email: str | None
+    since: datetime | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +142,8 @@ class Joined:
     role: str
     ice_servers: tuple[IceServerInfo, ...]
     participants: tuple[ParticipantInfo, ...]
+    permissions: Permissions = field(default_factory=Permissions)
+    room: RoomInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +184,46 @@ class ParticipantLeft:
 
 
 @dataclass(frozen=True)
+class ChatReceived:
+    """``chat``: a message to everyone, or a direct one to or from this participant."""
+
+    message: ChatMessage
+
+
+@dataclass(frozen=True)
+class LobbyUpdated:
+    """``lobby``: who is waiting to be admitted now (hosts only); empty when nobody."""
+
+    waiting: tuple[WaitingParticipant, ...]
+
+
+@dataclass(frozen=True)
+class RoomChanged:
+    """``room-changed``: this participant was moved to a breakout room, or back (None)."""
+
+    room: RoomInfo | None
+    # When the host closed the rooms with a countdown: when they close.
+    closes_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PermissionsChanged:
+    """``permissions-changed``: what this participant may do changed (promoted, policy)."""
+
+    role: str
+    permissions: Permissions
+
+
+@dataclass(frozen=True)
+class Moderated:
+    """``moderation``: a host acted on this participant (``mute``: its audio or video)."""
+
+    action: str
+    kind: Kind | None
+    by: str
+
+
+@dataclass(frozen=True)
 class ErrorMessage:
     """``error``: something the client sent was refused."""
 
@@ -154,16 +253,24 @@ ServerMessage = (
     | ParticipantJoined
     | ParticipantUpdated
     | ParticipantLeft
+    | ChatReceived
+    | LobbyUpdated
+    | RoomChanged
+    | PermissionsChanged
+    | Moderated
     | ErrorMessage
     | Bye
     | UnknownMessage
 )
 
 
-def _str(message: Mapping[str, Any], key: str, *, default: str | None = None) -> str:
+def _str(
+    message: Mapping[str, Any], key: str, *, default: str | None = None, where: str | None = None
+) -> str:
     value = message.get(key, default)
     if not isinstance(value, str):
-        raise ProtocolError(f"'{message.get('type', '?')}' needs a string '{key}'")
+        owner = where or f"'{message.get('type', '?')}'"
+        raise ProtocolError(f"{owner} needs a string '{key}'")
     return value
 
 
@@ -186,6 +293,44 @@ def _list(value: object, what: str) -> list[Any]:
     return value
 
 
+def _optional_str(message: Mapping[str, Any], key: str) -> str | None:
+    value = message.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(f"'{key}' must be a string or null")
+    return value
+
+
+def _time(message: Mapping[str, Any], key: str) -> datetime | None:
+    value = _optional_str(message, key)
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ProtocolError(f"'{key}' is not an ISO 8601 time: {value!r}") from exc
+
+
+def _room_id(value: object) -> str | None:
+    # A participant's room is an id; accept a {id, name} object as well.
+    if value is None or isinstance(value, str):
+        return value or None
+    return _room(value).id if value else None
+
+
+def _room(value: object) -> RoomInfo:
+    body = _object(value, "'room'")
+    room_id = _str(body, "id", where="a room")
+    return RoomInfo(id=room_id, name=_str(body, "name", default=room_id, where="a room"))
+
+
+def _optional_room(value: object) -> RoomInfo | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return RoomInfo(id=value, name=value) if value else None
+    return _room(value)
+
+
 def _participant(value: object) -> ParticipantInfo:
     body = _object(value, "'participant'")
     return ParticipantInfo(
@@ -194,6 +339,48 @@ def _participant(value: object) -> ParticipantInfo:
         role=_str(body, "role", default="participant"),
         audio_muted=_bool(body, "audio_muted"),
         video_muted=_bool(body, "video_muted"),
+        room=_room_id(body.get("room")),
+    )
+
+
+_PERMISSION_NAMES = tuple(f.name for f in fields(Permissions))
+
+
+def parse_permissions(value: object) -> Permissions:
+    """Parse a ``permissions`` object; flags this client does not know are ignored."""
+    if value is None:
+        return Permissions()
+    body = _object(value, "'permissions'")
+    flags: dict[str, bool] = {}
+    for name in _PERMISSION_NAMES:
+        if name in body:
+            flag = body[name]
+            if not isinstance(flag, bool):
+                raise ProtocolError(f"permission '{name}' must be a boolean")
+            flags[name] = flag
+    return Permissions(**flags)
+
+
+def parse_chat_message(value: object) -> ChatMessage:
+    """Parse a ``chat_message`` object (signaling ``chat`` frame or the REST history)."""
+    body = _object(value, "a chat message")
+    return ChatMessage(
+        id=_str(body, "id", default="", where="a chat message"),
+        sender_id=_str(body, "sender_id", where="a chat message"),
+        sender_name=_str(body, "sender_name", default="", where="a chat message"),
+        text=_str(body, "text", where="a chat message"),
+        to=_optional_str(body, "to") or None,
+        sent_at=_time(body, "sent_at"),
+    )
+
+
+def _waiting(value: object) -> WaitingParticipant:
+    body = _object(value, "a waiting participant")
+    return WaitingParticipant(
+        participant_id=_str(body, "participant_id", where="a waiting participant"),
+        name=_str(body, "name", default="", where="a waiting participant"),
+        email=_optional_str(body, "email") or None,
+        since=_time(body, "since"),
     )
 
 
@@ -255,6 +442,8 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
             participants=tuple(
                 _participant(p) for p in _list(message.get("participants", []), "'participants'")
             ),
+            permissions=parse_permissions(message.get("permissions")),
+            room=_optional_room(message.get("room")),
         )
     if kind == "publish-answer":
         return PublishAnswer(sdp=_str(message, "sdp"))
@@ -271,6 +460,27 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
         return ParticipantLeft(
             participant_id=_str(message, "participant_id"),
             reason=_str(message, "reason", default=""),
+        )
+    if kind == "chat":
+        return ChatReceived(parse_chat_message(message.get("message")))
+    if kind == "lobby":
+        return LobbyUpdated(
+            tuple(_waiting(w) for w in _list(message.get("waiting", []), "'waiting'"))
+        )
+    if kind == "room-changed":
+        return RoomChanged(
+            room=_optional_room(message.get("room")), closes_at=_time(message, "closes_at")
+        )
+    if kind == "permissions-changed":
+        return PermissionsChanged(
+            role=_str(message, "role"), permissions=parse_permissions(message.get("permissions"))
+        )
+    if kind == "moderation":
+        target = message.get("kind")
+        if target is not None and target not in ("audio", "video"):
+            raise ProtocolError("'moderation' 'kind' must be audio or video")
+        return Moderated(
+            action=_str(message, "action"), kind=target, by=_str(message, "by", default="")
         )
     if kind == "error":
         return ErrorMessage(
@@ -303,6 +513,20 @@ def subscribe_answer_frame(sdp: str) -> dict[str, Any]:
 def mute_frame(kind: Kind, muted: bool) -> dict[str, Any]:
     """Tell the others that this participant's audio or video is (un)muted."""
     return {"type": "mute", "kind": kind, "muted": muted}
+
+
+def chat_frame(text: str, to: str | None = None) -> dict[str, Any]:
+    """Send a chat message to everyone, or to the participant ``to`` only."""
+    if not text:
+        raise ValueError("a chat message needs some text")
+    if len(text) > MAX_CHAT_CHARS:
+        raise ValueError(f"a chat message is at most {MAX_CHAT_CHARS} characters")
+    if to is not None and not to:
+        raise ValueError("'to' must be a participant id")
+    frame: dict[str, Any] = {"type": "chat", "text": text}
+    if to is not None:
+        frame["to"] = to
+    return frame
 
 
 def leave_frame() -> dict[str, Any]:

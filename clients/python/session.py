@@ -4,7 +4,11 @@ Two peer connections, as `townhall.contract` describes: on the *publish* one
 the client offers ``sendonly`` tracks and the SFU answers; on the *subscribe*
 one the SFU offers every remote track and the client answers, again each
 time the SFU sends a new offer. Every wait is bounded by
-``ClientOptions.timeout_s``.
+``ClientOptions.timeout_s`` (the lobby by ``ClientOptions.lobby_wait_s``).
+
+Besides media, a participant keeps the meeting's state as the SFU reports it:
+who is in (``participants``, with their breakout ``room``), its own ``room``,
+``role`` and ``permissions``, the ``lobby`` (hosts) and the ``chat`` received.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Literal
 
@@ -27,28 +33,36 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from av.audio.frame import AudioFrame
-from av.video.frame import VideoFrame
 
 from . import aiortc_internals
+from .api import MeetingApi
 from .errors import ClientError, ClientTimeout, ServerError, SessionClosed, SignalingError
-from .events import Event, EventStream, RemoteTrack, SessionEnded, TrackAdded, TrackRemoved
-from .joining import request_guest_join
+from .events import Event, EventStream, RemoteTrack, SessionEnded
+from .joining import JoinGrant, JoinRequest, LobbyTicket, obtain_grant
 from .messages import (
     Bye,
+    ChatMessage,
+    ChatReceived,
     ErrorMessage,
     IceServerInfo,
     Joined,
+    LobbyUpdated,
+    Moderated,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    Permissions,
+    PermissionsChanged,
     PublishAnswer,
+    RoomChanged,
+    RoomInfo,
     ServerMessage,
     SubscribeOffer,
     UnknownMessage,
+    WaitingParticipant,
+    chat_frame,
     join_frame,
     leave_frame,
     mute_frame,
@@ -56,15 +70,17 @@ from .messages import (
     subscribe_answer_frame,
 )
 from .rtp_tap import RtpTap
-from .sdp_summary import summarize_sdp
 from .signaling import SignalingChannel
+from .subscription import FrameListener, Subscription
 
 __all__ = ["ClientOptions", "FrameListener", "Participant", "codec_preferences"]
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["audio", "video"]
-FrameListener = Callable[[RemoteTrack, AudioFrame | VideoFrame], None]
+LobbyListener = Callable[[LobbyTicket, float], None]
+# How many received chat messages a participant keeps in ``chat``.
+CHAT_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,8 @@ class ClientOptions:
     drop_sent: Callable[[bytes], bool] | None = None
     # Bound on every wait: HTTP, socket, answers, connection setup.
     timeout_s: float = 10.0
+    # Bound on the whole wait in a meeting's lobby for a host to admit us.
+    lobby_wait_s: float = 300.0
     # Codec to prefer when publishing, by name ("VP8", "H264", "opus"); RTX is kept.
     video_codec: str | None = None
     audio_codec: str | None = None
@@ -134,20 +152,28 @@ class Participant:
         self.name = ""
         self.role = ""
         self.participants: dict[str, ParticipantInfo] = {}
-        self.remote_tracks: dict[str, RemoteTrack] = {}
+        self.permissions = Permissions()
+        # The breakout room this participant is in (None: the main meeting).
+        self.room: RoomInfo | None = None
+        self.room_closes_at: datetime | None = None
+        # Who waits in the lobby (sent to hosts only).
+        self.lobby: tuple[WaitingParticipant, ...] = ()
+        self.chat: deque[ChatMessage] = deque(maxlen=CHAT_KEPT)
+        # From the control plane's join response, when joined through it.
+        self.grant: JoinGrant | None = None
+        self.base_url: str | None = None
         self.audio_muted = False
         self.video_muted = False
         self.end_reason: str | None = None
         self.publish_pc: RTCPeerConnection | None = None
-        self.subscribe_pc: RTCPeerConnection | None = None
-        self.subscribe_offers = 0
         self._published: list[tuple[RTCRtpTransceiver, MediaStreamTrack, str]] = []
         self._publish_lock = asyncio.Lock()
         self._pending_answer: asyncio.Future[str] | None = None
         self._streams: list[EventStream] = []
         self._callbacks: list[Callable[[Event], None]] = []
-        self._frame_listeners: list[FrameListener] = []
-        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._subscription = Subscription(
+            lambda: self._new_peer_connection(subscribe=True), self._emit, decode=options.decode
+        )
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -163,19 +189,42 @@ class Participant:
         *,
         options: ClientOptions | None = None,
         http: aiohttp.ClientSession | None = None,
+        api_key: str | None = None,
+        email: str | None = None,
+        role: str | None = None,
+        invite: str | None = None,
+        on_lobby: LobbyListener | None = None,
     ) -> Participant:
-        """Join as a guest through the control plane, then connect to the SFU."""
+        """Join through the control plane (waiting in the lobby if need be), then the SFU.
+
+        As a guest, or with ``api_key`` as someone the integrator vouches for
+        (``email``, ``role``). Returns once in the meeting; raises AccessDenied,
+        MeetingFull, LobbyDenied, LobbyTimeout (all JoinError or ClientTimeout).
+        ``on_lobby(ticket, waited_s)`` is called before each lobby poll.
+        """
         options = options or ClientOptions()
         session = http or aiohttp.ClientSession()
+        request = JoinRequest(name, api_key=api_key, email=email, role=role, invite=invite)
         try:
-            grant = await request_guest_join(session, base_url, meeting_id, name, options.timeout_s)
+            grant = await obtain_grant(
+                session,
+                base_url,
+                meeting_id,
+                request,
+                lobby_wait_s=options.lobby_wait_s,
+                timeout_s=options.timeout_s,
+                on_lobby=on_lobby,
+            )
         except BaseException:
             if http is None:
                 await session.close()
             raise
-        return await cls._open(
+        participant = await cls._open(
             grant.signaling_url, grant.token, grant.ice_servers, options, session, http is None
         )
+        participant.grant = grant
+        participant.base_url = base_url
+        return participant
 
     @classmethod
     async def connect(
@@ -238,6 +287,8 @@ class Participant:
                 self.meeting_id = message.meeting_id
                 self.name = message.name
                 self.role = message.role
+                self.permissions = message.permissions
+                self.room = message.room
                 if message.ice_servers:
                     self._ice_servers = message.ice_servers
                 self.participants = {
@@ -258,13 +309,48 @@ class Participant:
             stream.put(SessionEnded(self.end_reason))
         return stream
 
+    @property
+    def control_token(self) -> str | None:
+        """The token that authorizes REST calls as this participant, if joined with one."""
+        return self.grant.control_token if self.grant is not None else None
+
+    @property
+    def api(self) -> MeetingApi:
+        """REST calls about this meeting as this participant (chat history, host actions)."""
+        token = self.control_token
+        if token is None or self.base_url is None:
+            raise ClientError("this participant has no control token (join through `join`)")
+        return MeetingApi(
+            self._http, self.base_url, self.meeting_id, token, timeout_s=self.options.timeout_s
+        )
+
+    def room_mates(self) -> dict[str, ParticipantInfo]:
+        """The others in this participant's room (the main meeting when not in a breakout)."""
+        here = self.room.id if self.room is not None else None
+        return {pid: p for pid, p in self.participants.items() if p.room == here}
+
+    @property
+    def subscribe_pc(self) -> RTCPeerConnection | None:
+        """The subscribe connection, once the SFU has offered it."""
+        return self._subscription.pc
+
+    @property
+    def remote_tracks(self) -> dict[str, RemoteTrack]:
+        """Everyone else's tracks received now, by subscribe mid."""
+        return self._subscription.remote_tracks
+
+    @property
+    def subscribe_offers(self) -> int:
+        """How many subscribe offers the SFU has sent (and this client answered)."""
+        return self._subscription.offers
+
     def add_listener(self, callback: Callable[[Event], None]) -> None:
         """Call ``callback`` with every event, synchronously."""
         self._callbacks.append(callback)
 
     def add_frame_listener(self, listener: FrameListener) -> None:
         """Call ``listener`` with every decoded frame of every remote track."""
-        self._frame_listeners.append(listener)
+        self._subscription.frame_listeners.append(listener)
 
     def _emit(self, event: Event) -> None:
         for stream in list(self._streams):
@@ -382,6 +468,16 @@ class Participant:
             self.video_muted = muted
         await self._channel.send(mute_frame(kind, muted))
 
+    async def send_chat(self, text: str, to: str | None = None) -> None:
+        """Send a chat message to everyone, or to the participant ``to`` only.
+
+        The SFU delivers it back as ``chat`` once stored; a refusal (no chat
+        permission, too fast) arrives as an ``ErrorMessage`` event.
+        """
+        self._check_open()
+        assert self._channel is not None
+        await self._channel.send(chat_frame(text, to))
+
     # -- receiving ---------------------------------------------------------
 
     async def _read(self, early: list[ServerMessage]) -> None:
@@ -425,6 +521,22 @@ class Participant:
         elif isinstance(message, ParticipantLeft):
             self.participants.pop(message.participant_id, None)
             self._emit(message)
+        elif isinstance(message, ChatReceived):
+            self.chat.append(message.message)
+            self._emit(message)
+        elif isinstance(message, LobbyUpdated):
+            self.lobby = message.waiting
+            self._emit(message)
+        elif isinstance(message, RoomChanged):
+            self.room = message.room
+            self.room_closes_at = message.closes_at
+            self._emit(message)
+        elif isinstance(message, PermissionsChanged):
+            self.role = message.role
+            self.permissions = message.permissions
+            self._emit(message)
+        elif isinstance(message, Moderated):
+            await self._moderated(message)
         elif isinstance(message, ErrorMessage):
             logger.warning("SFU error %s: %s", message.code, message.message)
             if self._pending_answer is not None and not self._pending_answer.done():
@@ -435,70 +547,20 @@ class Participant:
         elif isinstance(message, UnknownMessage):
             logger.info("ignored signaling frame of unknown type %r", message.type)
 
+    async def _moderated(self, message: Moderated) -> None:
+        # A host's mute is obeyed here too: the SFU stops forwarding, we stop sending.
+        if message.action == "mute" and message.kind is not None:
+            with contextlib.suppress(SignalingError):
+                await self.set_muted(message.kind, True)
+        else:
+            logger.info("moderation action %r from %s", message.action, message.by)
+        self._emit(message)
+
     async def _answer_subscribe_offer(self, offer: SubscribeOffer) -> None:
         assert self._channel is not None
-        if self.subscribe_pc is None:
-            self.subscribe_pc = self._new_peer_connection(subscribe=True)
-        pc = self.subscribe_pc
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self._channel.send(subscribe_answer_frame(pc.localDescription.sdp))
-        self.subscribe_offers += 1
-        self._update_remote_tracks(offer)
-
-    def _update_remote_tracks(self, offer: SubscribeOffer) -> None:
-        assert self.subscribe_pc is not None
-        media = summarize_sdp(offer.sdp)
-        infos = {t.mid: t for t in offer.tracks}
-        for mid, remote in list(self.remote_tracks.items()):
-            summary = media.get(mid)
-            replaced = mid in infos and infos[mid].track_id != remote.info.track_id
-            if summary is None or not summary.sending or replaced:
-                self._remove_remote_track(mid)
-        for transceiver in self.subscribe_pc.getTransceivers():
-            if transceiver.mid is None or transceiver.mid in self.remote_tracks:
-                continue
-            mid = transceiver.mid
-            if mid not in infos:
-                continue
-            summary = media.get(mid)
-            track = transceiver.receiver.track
-            if summary is None or not summary.sending or track is None:
-                continue
-            remote = RemoteTrack(
-                info=infos[mid],
-                track=track,
-                receiver=transceiver.receiver,
-                ssrcs=summary.ssrcs,
-                codecs=dict(summary.codecs),
-            )
-            self.remote_tracks[mid] = remote
-            if self.options.decode:
-                self._drains[mid] = asyncio.create_task(self._drain(remote), name=f"drain {mid}")
-            else:
-                aiortc_internals.stop_decoding(transceiver.receiver)
-            self._emit(TrackAdded(remote))
-
-    def _remove_remote_track(self, mid: str) -> None:
-        remote = self.remote_tracks.pop(mid)
-        remote.ended = True
-        drain = self._drains.pop(mid, None)
-        if drain is not None:
-            drain.cancel()
-        self._emit(TrackRemoved(remote))
-
-    async def _drain(self, remote: RemoteTrack) -> None:
-        # Frames must be taken off the track or aiortc's queue grows without bound.
-        while True:
-            try:
-                frame = await remote.track.recv()
-            except MediaStreamError:
-                remote.ended = True
-                return
-            remote.frames += 1
-            if isinstance(frame, AudioFrame | VideoFrame):
-                for listener in self._frame_listeners:
-                    listener(remote, frame)
+        answer = await self._subscription.answer(offer)
+        await self._channel.send(subscribe_answer_frame(answer))
+        self._subscription.update(offer)
 
     # -- leaving -----------------------------------------------------------
 
@@ -529,9 +591,7 @@ class Participant:
     async def _close_resources(self) -> None:
         if self._pending_answer is not None and not self._pending_answer.done():
             self._pending_answer.set_exception(SessionClosed(self.end_reason or "closed"))
-        for drain in self._drains.values():
-            drain.cancel()
-        self._drains.clear()
+        self._subscription.stop_draining()
         for pc in (self.publish_pc, self.subscribe_pc):
             if pc is not None:
                 try:

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
 from clients.python.messages import (
     Bye,
+    ChatMessage,
+    ChatReceived,
     ErrorMessage,
     IceServerInfo,
     Joined,
+    LobbyUpdated,
+    Moderated,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantUpdated,
+    Permissions,
+    PermissionsChanged,
     PublishAnswer,
+    RoomChanged,
+    RoomInfo,
     SubscribeOffer,
     TrackInfo,
     UnknownMessage,
+    WaitingParticipant,
+    chat_frame,
     join_frame,
     leave_frame,
     mute_frame,
@@ -98,8 +109,71 @@ def test_every_other_server_message() -> None:
         ErrorMessage("forbidden", "no")
     )
     assert parse_server_message(frame(type="bye", reason="meeting ended")) == Bye("meeting ended")
-    unknown = parse_server_message(frame(type="chat", text="hi"))
-    assert isinstance(unknown, UnknownMessage) and unknown.type == "chat"
+    unknown = parse_server_message(frame(type="reaction", emoji="+1"))
+    assert isinstance(unknown, UnknownMessage) and unknown.type == "reaction"
+
+
+NOON = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_joined_carries_permissions_and_room() -> None:
+    message = parse_server_message(
+        frame(
+            type="joined",
+            participant_id="p-bob",
+            permissions={"chat": False, "record": True, "future_flag": True},
+            room={"id": "r1", "name": "Room A"},
+            participants=[{**ALICE, "room": "r1"}],
+        )
+    )
+    assert isinstance(message, Joined)
+    assert message.permissions == Permissions(chat=False, record=True)
+    assert message.room == RoomInfo("r1", "Room A")
+    assert message.participants[0].room == "r1"
+    plain = parse_server_message(frame(type="joined", participant_id="p", room=None))
+    assert isinstance(plain, Joined) and plain.room is None and plain.permissions == Permissions()
+
+
+def test_participants_room() -> None:
+    alice = parse_server_message(frame(type="participant-updated", participant=ALICE))
+    assert isinstance(alice, ParticipantUpdated) and alice.participant.room is None
+    moved = parse_server_message(
+        frame(type="participant-updated", participant={**ALICE, "room": "r2"})
+    )
+    assert isinstance(moved, ParticipantUpdated) and moved.participant.room == "r2"
+
+
+def test_the_meeting_frames() -> None:
+    chat = {
+        "id": "c1",
+        "sender_id": "p-alice",
+        "sender_name": "Alice",
+        "text": "hello",
+        "to": None,
+        "sent_at": "2025-05-01T12:00:00Z",
+    }
+    assert parse_server_message(frame(type="chat", message=chat)) == ChatReceived(
+        ChatMessage("c1", "p-alice", "Alice", "hello", None, NOON)
+    )
+    direct = parse_server_message(frame(type="chat", message={**chat, "to": "p-bob"}))
+    assert isinstance(direct, ChatReceived) and direct.message.direct
+    waiting = {"participant_id": "p-g", "name": "Guest", "email": None, "since": chat["sent_at"]}
+    assert parse_server_message(frame(type="lobby", waiting=[waiting])) == LobbyUpdated(
+        (WaitingParticipant("p-g", "Guest", None, NOON),)
+    )
+    assert parse_server_message(frame(type="lobby", waiting=[])) == LobbyUpdated(())
+    assert parse_server_message(
+        frame(type="room-changed", room={"id": "r1", "name": "A"}, closes_at=None)
+    ) == RoomChanged(RoomInfo("r1", "A"), None)
+    assert parse_server_message(
+        frame(type="room-changed", room=None, closes_at="2025-05-01T12:00:00+00:00")
+    ) == RoomChanged(None, NOON)
+    assert parse_server_message(
+        frame(type="permissions-changed", role="host", permissions={"record": True})
+    ) == PermissionsChanged("host", Permissions(record=True))
+    assert parse_server_message(
+        frame(type="moderation", action="mute", kind="audio", by="p-alice")
+    ) == Moderated("mute", "audio", "p-alice")
 
 
 @pytest.mark.parametrize(
@@ -128,6 +202,26 @@ def test_every_other_server_message() -> None:
             "an ICE server needs 'urls': a string or a list of strings",
         ),
         ("x" * (17 * 256 * 1024), "frame is larger than"),
+        (frame(type="chat", text="hi"), "a chat message must be an object"),
+        (
+            frame(type="chat", message={"sender_id": "p", "text": 5}),
+            "a chat message needs a string 'text'",
+        ),
+        (
+            frame(type="chat", message={"sender_id": "p", "text": "x", "sent_at": "noon"}),
+            "'sent_at' is not an ISO 8601 time: 'noon'",
+        ),
+        (frame(type="lobby", waiting={}), "'waiting' must be a list"),
+        (frame(type="room-changed", room={"name": "A"}), "a room needs a string 'id'"),
+        (
+            frame(type="room-changed", room=None, closes_at=5),
+            "'closes_at' must be a string or null",
+        ),
+        (
+            frame(type="permissions-changed", role="host", permissions={"chat": "yes"}),
+            "permission 'chat' must be a boolean",
+        ),
+        (frame(type="moderation", action="mute", kind="screen"), "'kind' must be audio or video"),
     ],
 )
 def test_malformed_server_frames(text: str, message: str) -> None:
@@ -141,6 +235,8 @@ def test_client_frames_are_what_the_contract_accepts() -> None:
         publish_offer_frame("v=0", {"0": "microphone", "1": "camera"}),
         subscribe_answer_frame("v=0"),
         mute_frame("audio", True),
+        chat_frame("hello"),
+        chat_frame("psst", to="p-bob"),
         leave_frame(),
     ]
     for built in frames:
@@ -150,3 +246,16 @@ def test_client_frames_are_what_the_contract_accepts() -> None:
 def test_publish_offer_refuses_an_unknown_source() -> None:
     with pytest.raises(ValueError, match="source of mid '0' must be one of"):
         publish_offer_frame("v=0", {"0": "webcam"})
+
+
+@pytest.mark.parametrize(
+    ("text", "to", "message"),
+    [
+        ("", None, "needs some text"),
+        ("x" * 2001, None, "at most 2000 characters"),
+        ("hi", "", "'to' must be a participant id"),
+    ],
+)
+def test_chat_frames_are_checked(text: str, to: str | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        chat_frame(text, to)
