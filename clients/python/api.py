@@ -197,7 +197,9 @@ class MeetingApi:
         if not response.ok:
             code, message, details = response.error()
             raise ApiError(
-                f"{method} {url} answered HTTP {response.status}: {code or ''} {message}".strip(),
+                f"{method} {url} answered HTTP {response.status}"
+                + (f" ({code})" if code else "")
+                + f": {message}",
                 status=response.status,
                 code=code,
                 details=details,

@@ -4,12 +4,19 @@ It is not a forwarder: it answers each client's publish offer (and drains
 what arrives), and feeds each client a synthetic remote participant's tracks
 on the subscribe connection, renegotiating when a test asks. Every peer
 gathers on 127.0.0.1 only. Tests drive it through `FakeSfu.sessions`.
+
+It also stands in for the control plane's side of joining and of the REST
+calls a participant makes with its control token: guest and API-key joins,
+a lobby (``waiting_room``) with its long-poll, chat over signaling (kept in
+``chat``, delivered to everyone or to sender and recipient), and the host
+actions, each recorded in ``api_calls``; a mute sends ``moderation``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -38,6 +45,9 @@ from townhall.contract import (
 )
 
 SECRET = "fake-sfu-secret-of-at-least-32-bytes!"
+API_KEY = "fake-api-key"
+# The lobby answers a long-poll after at most this long (tests keep waits short).
+LOBBY_POLL_CAP_S = 2.0
 ECHO = {
     "participant_id": "p-echo",
     "name": "Echo",
@@ -149,35 +159,191 @@ class FakeSession:
                 await pc.close()
 
 
+@dataclass
+class ApiCall:
+    """One REST call a client made: what, where, with which body and token."""
+
+    method: str
+    path: str
+    body: Any
+    query: dict[str, str]
+    bearer: str | None
+
+
+def _error(status: int, code: str, message: str, **details: Any) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message, "details": details}}, status=status
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
 class FakeSfu:
-    """The fake's signaling socket at ``/sfu/ws`` and a guest join at ``/m/{id}/join``."""
+    """The fake's signaling socket at ``/sfu/ws``, joins, the lobby and the REST calls."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, FakeSession] = {}
         self.joined = asyncio.Queue[FakeSession]()
         self.base_url = ""
         self._count = 0
+        # Guests wait in the lobby until `decide` (or a host's admit/deny) says.
+        self.waiting_room = False
+        self.lobby: dict[str, asyncio.Future[str]] = {}
+        self.lobby_polls: list[dict[str, str]] = []
+        self.names: dict[str, tuple[str, str]] = {}  # participant id -> (meeting, name)
+        self.refuse: web.Response | None = None
+        self.chat: list[dict[str, Any]] = []
+        self.api_calls: list[ApiCall] = []
 
-    def token(self, name: str, meeting_id: str = "m1") -> tuple[str, str]:
+    def token(
+        self, name: str, meeting_id: str = "m1", role: str = "participant"
+    ) -> tuple[str, str]:
         self._count += 1
         participant_id = f"p{self._count}"
+        self.names[participant_id] = (meeting_id, name)
+        return participant_id, self._mint(participant_id, role)
+
+    def _mint(self, participant_id: str, role: str = "participant") -> str:
+        meeting_id, name = self.names[participant_id]
         claims = TokenClaims(
-            meeting_id, participant_id, f"guest:{participant_id}", name, "participant"
+            meeting_id,
+            participant_id,
+            f"guest:{participant_id}",
+            name,
+            role,  # type: ignore[arg-type]
         )
-        return participant_id, mint_token(claims, SECRET)
+        return mint_token(claims, SECRET)
+
+    def _grant(self, participant_id: str, role: str) -> dict[str, Any]:
+        meeting_id, name = self.names[participant_id]
+        return {
+            "participant_id": participant_id,
+            "meeting_id": meeting_id,
+            "meeting_title": "Fake meeting",
+            "name": name,
+            "role": role,
+            "token": self._mint(participant_id, role),
+            "control_token": f"ctl-{participant_id}",
+            "signaling_url": "/sfu/ws",
+            "ice_servers": [],
+            "status": "joined",
+        }
 
     async def guest_join(self, request: web.Request) -> web.Response:
         body = await request.json()
-        participant_id, token = self.token(body["name"], request.match_info["meeting_id"])
+        if self.refuse is not None:
+            return self.refuse
+        meeting_id = request.match_info["meeting_id"]
+        participant_id, _token = self.token(body["name"], meeting_id)
+        if not self.waiting_room:
+            return web.json_response(self._grant(participant_id, "participant"))
+        self.lobby[participant_id] = asyncio.get_running_loop().create_future()
         return web.json_response(
             {
                 "participant_id": participant_id,
-                "token": token,
-                "signaling_url": "/sfu/ws",
-                "ice_servers": [],
-                "status": "joined",
+                "meeting_id": meeting_id,
+                "meeting_title": "Fake meeting",
+                "name": body["name"],
+                "role": "participant",
+                "control_token": f"ctl-{participant_id}",
+                "status": "waiting",
+                "lobby_url": f"/api/v1/meetings/{meeting_id}/lobby/{participant_id}",
             }
         )
+
+    async def api_join(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return _error(401, "unauthorized", "a valid API key is needed")
+        body = await request.json()
+        role = body.get("role", "participant")
+        participant_id, _token = self.token(body["name"], request.match_info["meeting_id"], role)
+        return web.json_response(self._grant(participant_id, role))
+
+    def decide(self, participant_id: str, decision: str) -> None:
+        """Admit (``joined``) or deny (``denied``) someone waiting in the lobby."""
+        future = self.lobby.pop(participant_id)
+        future.set_result(decision)
+
+    async def lobby_poll(self, request: web.Request) -> web.Response:
+        participant_id = request.match_info["participant_id"]
+        self.lobby_polls.append(dict(request.query))
+        if request.headers.get("Authorization") != f"Bearer ctl-{participant_id}":
+            return _error(401, "unauthorized", "wrong control token")
+        future = self.lobby.get(participant_id)
+        if future is None:
+            return _error(404, "not_found", "nobody waits with that id")
+        wait = min(float(request.query.get("wait", "0")), LOBBY_POLL_CAP_S)
+        try:
+            decision = await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            return web.json_response({"status": "waiting"})
+        if decision == "denied":
+            return web.json_response({"status": "denied", "reason": "not on the list"})
+        grant = self._grant(participant_id, "participant")
+        return web.json_response(
+            {k: grant[k] for k in ("status", "token", "signaling_url", "ice_servers")}
+        )
+
+    async def _record(self, request: web.Request) -> ApiCall:
+        body = await request.json() if request.can_read_body else None
+        header = request.headers.get("Authorization", "")
+        call = ApiCall(
+            request.method,
+            request.path,
+            body,
+            dict(request.query),
+            header.removeprefix("Bearer ") if header else None,
+        )
+        self.api_calls.append(call)
+        return call
+
+    async def api(self, request: web.Request) -> web.Response:
+        """Host actions and chat over REST: recorded, answered as the real API would."""
+        call = await self._record(request)
+        if call.bearer is None or not call.bearer.startswith("ctl-"):
+            return _error(401, "unauthorized", "a control token is needed")
+        tail = request.match_info["tail"]
+        parts = tail.split("/")
+        if tail == "chat" and call.method == "GET":
+            return web.json_response({"messages": self.chat})
+        if parts[0] == "lobby" and len(parts) == 3 and parts[1] in self.lobby:
+            self.decide(parts[1], "joined" if parts[2] == "admit" else "denied")
+            return web.json_response({"participant_id": parts[1], "status": parts[2]})
+        if parts[0] == "participants" and len(parts) == 3:
+            session = self.sessions.get(parts[1])
+            if session is None:
+                return _error(404, "not_found", f"no participant {parts[1]}")
+            if parts[2] == "mute":
+                frame = {"type": "moderation", "action": "mute", "kind": call.body["kind"]}
+                await session.send({**frame, "by": call.bearer.removeprefix("ctl-")})
+            return web.json_response({"participant_id": parts[1], "action": parts[2]})
+        if tail == "breakout-rooms" and call.method in ("POST", "GET"):
+            rooms = [
+                {"id": f"r{i}", "name": room["name"], "participants": room["participants"]}
+                for i, room in enumerate((call.body or {}).get("rooms", []), 1)
+            ]
+            return web.json_response({"rooms": rooms, "closes_at": None})
+        if tail == "breakout-rooms" and call.method == "DELETE":
+            return web.json_response({"rooms": [], "closes_at": _now()})
+        return web.json_response({})
+
+    async def deliver_chat(self, sender: FakeSession, frame: dict[str, Any]) -> None:
+        message = {
+            "id": f"c{len(self.chat) + 1}",
+            "sender_id": sender.claims.participant_id,
+            "sender_name": sender.claims.name,
+            "text": frame["text"],
+            "to": frame.get("to"),
+            "sent_at": _now(),
+        }
+        self.chat.append(message)
+        audience = None if message["to"] is None else {message["sender_id"], message["to"]}
+        for participant_id, session in list(self.sessions.items()):
+            if audience is None or participant_id in audience:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await session.send({"type": "chat", "message": message})
 
     async def signaling(self, request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse()
@@ -201,6 +367,8 @@ class FakeSfu:
                 "meeting_id": claims.meeting_id,
                 "name": claims.name,
                 "role": claims.role,
+                "permissions": claims.permissions.to_claim(),
+                "room": None,
                 "ice_servers": [],
                 "participants": [ECHO, me],
             }
@@ -217,9 +385,13 @@ class FakeSfu:
                     await session.send({"type": "publish-answer", "sdp": sdp})
                 elif frame["type"] == "subscribe-answer":
                     session.answers.put_nowait(frame["sdp"])
+                elif frame["type"] == "chat":
+                    await self.deliver_chat(session, frame)
                 elif frame["type"] == "leave":
                     break
         finally:
+            if self.sessions.get(claims.participant_id) is session:
+                del self.sessions[claims.participant_id]
             await session.close()
             with contextlib.suppress(Exception):
                 await socket.close()
@@ -233,6 +405,9 @@ async def running_fake_sfu() -> AsyncIterator[FakeSfu]:
     app = web.Application()
     app.router.add_get("/sfu/ws", fake.signaling)
     app.router.add_post("/m/{meeting_id}/join", fake.guest_join)
+    app.router.add_post("/api/v1/meetings/{meeting_id}/join", fake.api_join)
+    app.router.add_get("/api/v1/meetings/{meeting_id}/lobby/{participant_id}", fake.lobby_poll)
+    app.router.add_route("*", "/api/v1/meetings/{meeting_id}/{tail:.+}", fake.api)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     fake.base_url = str(server.make_url("")).rstrip("/")

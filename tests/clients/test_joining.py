@@ -1,8 +1,9 @@
-"""Join links and the guest join request, against a real aiohttp server."""
+"""Join links, join requests and the lobby, against a real aiohttp server and the fake SFU."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -10,14 +11,20 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from clients.python.errors import JoinError
+from clients.python import ClientOptions, Participant
+from clients.python.errors import AccessDenied, JoinError, LobbyDenied, LobbyTimeout, MeetingFull
 from clients.python.joining import (
+    JoinGrant,
+    JoinRequest,
+    LobbyTicket,
     parse_grant,
+    parse_join_response,
     parse_join_url,
     request_guest_join,
     resolve_signaling_url,
 )
 from clients.python.messages import IceServerInfo
+from tests.clients.fake_sfu import API_KEY, FakeSfu, running_fake_sfu
 
 
 @pytest.mark.parametrize(
@@ -129,3 +136,137 @@ async def test_unreachable_control_plane_is_a_join_error() -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(JoinError, match="could not reach"):
             await request_guest_join(http, "http://127.0.0.1:9", "m1", "Bot", timeout_s=2)
+
+
+def test_a_waiting_answer_is_a_lobby_ticket() -> None:
+    waiting = {
+        "participant_id": "p9",
+        "meeting_id": "m1",
+        "name": "Guest",
+        "role": "participant",
+        "control_token": "ctl",
+        "status": "waiting",
+    }
+    ticket = parse_join_response(waiting, "http://h:1", "m1")
+    assert ticket == LobbyTicket(
+        participant_id="p9",
+        meeting_id="m1",
+        lobby_url="http://h:1/api/v1/meetings/m1/lobby/p9",
+        name="Guest",
+        role="participant",
+        control_token="ctl",
+    )
+    given = parse_join_response({**waiting, "lobby_url": "/lobby/x"}, "http://h:1/t", "m1")
+    assert isinstance(given, LobbyTicket) and given.lobby_url == "http://h:1/lobby/x"
+    grant = parse_join_response({**GRANT, "control_token": "ctl"}, "http://h:1", "m1")
+    assert isinstance(grant, JoinGrant) and grant.control_token == "ctl"
+    with pytest.raises(JoinError, match="lacks a string 'participant_id'"):
+        parse_join_response({"status": "waiting"}, "http://h:1", "m1")
+
+
+def test_guests_do_not_claim_an_email_or_role() -> None:
+    assert JoinRequest("Ann", api_key="k", email="a@x.org", role="host").body() == {
+        "name": "Ann",
+        "email": "a@x.org",
+        "role": "host",
+    }
+    assert JoinRequest("Ann", invite="inv").body() == {"name": "Ann", "invite": "inv"}
+    with pytest.raises(ValueError, match="need the API key"):
+        JoinRequest("Ann", role="host").body()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSfu]:
+    async with running_fake_sfu() as running:
+        yield running
+
+
+async def test_a_guest_waits_in_the_lobby_until_a_host_admits(fake: FakeSfu) -> None:
+    fake.waiting_room = True
+    polls: list[float] = []
+    joining = asyncio.create_task(
+        Participant.join(
+            fake.base_url,
+            "m1",
+            "Guest",
+            options=ClientOptions(timeout_s=5),
+            on_lobby=lambda ticket, waited: polls.append(waited),
+        )
+    )
+    host = await Participant.join(
+        fake.base_url,
+        "m1",
+        "Host",
+        options=ClientOptions(timeout_s=5),
+        api_key=API_KEY,
+        role="host",
+    )
+    try:
+        await host.wait_until(lambda: len(fake.lobby_polls) >= 2, 10, "two lobby polls")
+        assert not joining.done()
+        (waiting_id,) = fake.lobby
+        await host.api.admit(waiting_id)
+        guest = await asyncio.wait_for(joining, 10)
+        try:
+            assert guest.participant_id == waiting_id and guest.name == "Guest"
+            assert guest.control_token == f"ctl-{waiting_id}"
+            assert guest.grant is not None and guest.grant.meeting_title == "Fake meeting"
+            assert polls[0] == pytest.approx(0, abs=0.5) and len(polls) >= 2
+            assert all(p["wait"] == "25" for p in fake.lobby_polls)
+        finally:
+            await guest.leave()
+    finally:
+        joining.cancel()
+        await host.leave()
+
+
+async def test_a_denied_guest_gets_lobby_denied(fake: FakeSfu) -> None:
+    fake.waiting_room = True
+    joining = asyncio.create_task(
+        Participant.join(fake.base_url, "m1", "Guest", options=ClientOptions(timeout_s=5))
+    )
+    await asyncio.wait_for(_until(lambda: bool(fake.lobby_polls)), 10)
+    (waiting_id,) = fake.lobby
+    fake.decide(waiting_id, "denied")
+    with pytest.raises(LobbyDenied, match="a host denied the join: not on the list"):
+        await asyncio.wait_for(joining, 10)
+
+
+async def test_the_lobby_wait_is_bounded(fake: FakeSfu) -> None:
+    fake.waiting_room = True
+    options = ClientOptions(timeout_s=5, lobby_wait_s=1.5)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(LobbyTimeout, match="not admitted from the lobby within 1.5 s"):
+        await Participant.join(fake.base_url, "m1", "Guest", options=options)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert [p["wait"] for p in fake.lobby_polls] == ["2"]
+
+
+async def test_refusals_are_typed(fake: FakeSfu) -> None:
+    fake.refuse = web.json_response(
+        {
+            "error": {
+                "code": "access_denied",
+                "message": "your domain may not join",
+                "details": {"rule": "allowed_domains"},
+            }
+        },
+        status=403,
+    )
+    with pytest.raises(AccessDenied, match="rule allowed_domains") as denied:
+        await Participant.join(fake.base_url, "m1", "Guest", options=ClientOptions(timeout_s=5))
+    assert (denied.value.status, denied.value.code, denied.value.rule) == (
+        403,
+        "access_denied",
+        "allowed_domains",
+    )
+    fake.refuse = web.json_response(
+        {"error": {"code": "meeting_full", "message": "10 of 10", "details": {}}}, status=409
+    )
+    with pytest.raises(MeetingFull, match="HTTP 409: 10 of 10"):
+        await Participant.join(fake.base_url, "m1", "Guest", options=ClientOptions(timeout_s=5))
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    while not predicate():
+        await asyncio.sleep(0.05)
