@@ -9,24 +9,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from townhall.contract import MAX_CHAT_CHARS
+
 from .bot import BotConfig, run_bot
 
 DESCRIPTION = """\
 Join a Townhall meeting as a bot: publish a synthetic test pattern and tone
-(or a media file), receive everyone else's tracks, print who joins and leaves
-and, every few seconds, how many packets and frames arrived per track. Leaves
-cleanly on Ctrl-C or when --duration has passed.
+(or a media file), receive everyone else's tracks, print who joins and leaves,
+the chat, breakout room moves and lobby waits and, every few seconds, how many
+packets and frames arrived per track. Leaves cleanly on Ctrl-C or when
+--duration has passed.
 """
 
 EPILOG = """\
 examples:
   python -m clients.python http://127.0.0.1:8080/m/abc123 --name Bot --duration 30
-  python -m clients.python http://127.0.0.1:8080/m/abc123 --name Viewer --no-publish \
+  python -m clients.python http://127.0.0.1:8080/m/abc123 --name Viewer --no-publish \\
       --record-dir rec/
+  python -m clients.python http://127.0.0.1:8080/m/abc123 --name Bot --chat "hello" \\
+      --wait-in-lobby 60
   python -m clients.python --signaling-url ws://127.0.0.1:8080/sfu/ws --token JWT --name Bot
 
 exit status: 0 when the bot left (or was sent away) cleanly, 1 when it could
-not join or publish, 2 when the connection to the SFU was lost.
+not join (refused, denied or not admitted from the lobby in time) or publish,
+2 when the connection to the SFU was lost.
 """
 
 
@@ -91,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="prefer this video codec when publishing (e.g. VP8, H264)",
     )
     parser.add_argument(
+        "--chat", metavar="TEXT", help="send TEXT to everyone in the chat once joined"
+    )
+    parser.add_argument(
+        "--wait-in-lobby",
+        metavar="S",
+        type=float,
+        default=300.0,
+        help="wait at most S seconds in the lobby for a host to admit the bot (default: 300)",
+    )
+    parser.add_argument(
         "--signaling-url", metavar="URL", help="connect straight to the SFU's socket (with --token)"
     )
     parser.add_argument("--token", metavar="JWT", help="join token for --signaling-url")
@@ -114,6 +130,10 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("--duration must be positive")
     if args.report_every <= 0:
         parser.error("--report-every must be positive")
+    if args.wait_in_lobby <= 0:
+        parser.error("--wait-in-lobby must be positive")
+    if args.chat is not None and not 0 < len(args.chat) <= MAX_CHAT_CHARS:
+        parser.error(f"--chat needs 1 to {MAX_CHAT_CHARS} characters")
     if args.play is not None and not args.play.is_file():
         parser.error(f"--play: no file at {args.play}")
     media = "file" if args.play else "none" if args.no_publish else "synthetic"
@@ -132,6 +152,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         ice_addresses=addresses,
         video_codec=args.video_codec,
         timeout_s=args.timeout,
+        chat=args.chat,
+        lobby_wait_s=args.wait_in_lobby,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -15,9 +16,19 @@ from aiortc.contrib.media import MediaPlayer
 
 from .errors import ClientError
 from .events import Event, SessionEnded, TrackAdded, TrackRemoved
-from .joining import parse_join_url
+from .joining import LobbyTicket, parse_join_url
 from .media import RecordingSink, SyntheticAudioTrack, SyntheticVideoTrack, open_media_file
-from .messages import ErrorMessage, ParticipantJoined, ParticipantLeft, ParticipantUpdated
+from .messages import (
+    ChatReceived,
+    ErrorMessage,
+    LobbyUpdated,
+    Moderated,
+    ParticipantJoined,
+    ParticipantLeft,
+    ParticipantUpdated,
+    PermissionsChanged,
+    RoomChanged,
+)
 from .rtp_tap import RtpTap
 from .session import ClientOptions, Participant
 
@@ -41,6 +52,10 @@ class BotConfig:
     ice_addresses: tuple[str, ...] | None = ("127.0.0.1",)
     video_codec: str | None = None
     timeout_s: float = 10.0
+    # Sent to everyone once joined (and publishing).
+    chat: str | None = None
+    # How long to wait in the lobby for a host to admit the bot.
+    lobby_wait_s: float = 300.0
     out: TextIO = field(default=sys.stdout)
 
 
@@ -57,6 +72,7 @@ class _Reporter:
         self.names: dict[str, str] = {
             p.participant_id: p.name for p in participant.participants.values()
         }
+        self.names[participant.participant_id] = participant.name
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -85,10 +101,37 @@ class _Reporter:
             t = event.track
             who = self.who(t.participant_id)
             self.say(f"< stopped receiving {who}'s {t.source} {t.kind} (mid {t.mid})")
+        elif isinstance(event, ChatReceived):
+            m = event.message
+            if m.to is None:
+                self.say(f"[chat] {m.sender_name or self.who(m.sender_id)}: {m.text}")
+            else:
+                sender = m.sender_name or self.who(m.sender_id)
+                self.say(f"[dm] {sender} -> {self.who(m.to)}: {m.text}")
+        elif isinstance(event, RoomChanged):
+            self._room_changed(event)
+        elif isinstance(event, LobbyUpdated):
+            waiting = ", ".join(f"{w.name} ({w.participant_id})" for w in event.waiting)
+            self.say(f"? lobby: {waiting or 'nobody waiting'}")
+        elif isinstance(event, PermissionsChanged):
+            allowed = [k for k, v in event.permissions.to_claim().items() if v]
+            self.say(f"~ now {event.role}, may {', '.join(allowed) or 'nothing'}")
+        elif isinstance(event, Moderated):
+            target = f" {event.kind}" if event.kind else ""
+            self.say(f"! a host ({self.who(event.by)}) did {event.action}{target} to this bot")
         elif isinstance(event, ErrorMessage):
             self.say(f"! SFU error {event.code}: {event.message}")
         elif isinstance(event, SessionEnded):
             self.say(f"= session ended: {event.reason}")
+
+    def _room_changed(self, event: RoomChanged) -> None:
+        if event.room is None:
+            self.say("@ back in the main meeting")
+            return
+        closing = ""
+        if event.closes_at is not None:
+            closing = f", closes at {event.closes_at.isoformat(timespec='seconds')}"
+        self.say(f"@ moved to breakout room {event.room.name} ({event.room.id}){closing}")
 
     def report(self) -> None:
         sent = self.send_tap.packets
@@ -116,13 +159,17 @@ def _sources(
     return None, None, None
 
 
-async def _connect(config: BotConfig, options: ClientOptions) -> Participant:
+async def _connect(
+    config: BotConfig, options: ClientOptions, on_lobby: Callable[[LobbyTicket, float], None]
+) -> Participant:
     if config.signaling_url and config.token:
         return await Participant.connect(config.signaling_url, config.token, options=options)
     if not config.join_url:
         raise ValueError("give a join link, or --signaling-url with --token")
     base_url, meeting_id = parse_join_url(config.join_url)
-    return await Participant.join(base_url, meeting_id, config.name, options=options)
+    return await Participant.join(
+        base_url, meeting_id, config.name, options=options, on_lobby=on_lobby
+    )
 
 
 async def run_bot(config: BotConfig) -> int:
@@ -135,6 +182,7 @@ async def run_bot(config: BotConfig) -> int:
         receive_tap=receive_tap,
         timeout_s=config.timeout_s,
         video_codec=config.video_codec,
+        lobby_wait_s=config.lobby_wait_s,
     )
     # Opened before joining so that a bad file fails before anyone sees the bot.
     audio, video, _player = _sources(config)
@@ -143,8 +191,17 @@ async def run_bot(config: BotConfig) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+
+    def on_lobby(ticket: LobbyTicket, waited_s: float) -> None:
+        title = f" of {ticket.meeting_title!r}" if ticket.meeting_title else ""
+        print(
+            f"? waiting in the lobby{title} for a host to admit us ({waited_s:.0f} s so far)",
+            file=config.out,
+            flush=True,
+        )
+
     try:
-        participant = await _connect(config, options)
+        participant = await _connect(config, options, on_lobby)
     except (ClientError, ValueError) as exc:
         print(f"could not join: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -163,6 +220,8 @@ async def run_bot(config: BotConfig) -> int:
             await participant.publish(audio, video)
             kinds = " and ".join(t.kind for t in (audio, video) if t is not None)
             reporter.say(f"publishing {kinds}")
+        if config.chat is not None:
+            await participant.send_chat(config.chat)
         deadline = None if config.duration_s is None else loop.time() + config.duration_s
         while not stop.is_set() and not participant.closed:
             wait = config.report_every_s

@@ -33,6 +33,8 @@ def test_help_explains_itself() -> None:
         "--duration S",
         "--no-publish",
         "--record-dir",
+        "--chat TEXT",
+        "--wait-in-lobby S",
     ):
         assert text in result.stdout
 
@@ -52,6 +54,9 @@ def test_arguments_become_a_config(tmp_path: Path) -> None:
     media.write_bytes(b"")
     config = parse("http://h/m/a", "--play", str(media), "--ice-address", "10.0.0.1")
     assert (config.media, config.play_file, config.ice_addresses) == ("file", media, ("10.0.0.1",))
+    config = parse("http://h/m/a", "--chat", "hi all", "--wait-in-lobby", "12.5")
+    assert (config.chat, config.lobby_wait_s) == ("hi all", 12.5)
+    assert parse("http://h/m/a").lobby_wait_s == 300
 
 
 @pytest.mark.parametrize(
@@ -62,6 +67,8 @@ def test_arguments_become_a_config(tmp_path: Path) -> None:
         (("http://h/m/a", "--synthetic", "--no-publish"), "not allowed with argument"),
         (("http://h/m/a", "--duration", "0"), "--duration must be positive"),
         (("http://h/m/a", "--play", "/nonexistent.webm"), "--play: no file at"),
+        (("http://h/m/a", "--wait-in-lobby", "0"), "--wait-in-lobby must be positive"),
+        (("http://h/m/a", "--chat", ""), "--chat needs 1 to 2000 characters"),
         (
             ("http://h/m/a", "--ice-address", "1.2.3.4", "--ice-all-interfaces"),
             "exclude each other",
@@ -105,3 +112,66 @@ async def test_the_bot_says_why_it_could_not_join(capsys: pytest.CaptureFixture[
     config = BotConfig(name="Robo", join_url="http://127.0.0.1:9/m/m1", timeout_s=2, media="none")
     assert await run_bot(config) == 1
     assert "could not join" in capsys.readouterr().err
+
+
+async def test_the_bot_waits_in_the_lobby_chats_and_reports_the_meeting() -> None:
+    async with running_fake_sfu() as fake:
+        fake.waiting_room = True
+        out = io.StringIO()
+        config = BotConfig(
+            name="Robo",
+            join_url=f"{fake.base_url}/m/m1",
+            duration_s=3,
+            report_every_s=1,
+            timeout_s=5,
+            media="none",
+            chat="hello from Robo",
+            lobby_wait_s=20,
+            out=out,
+        )
+        bot = asyncio.create_task(run_bot(config))
+        while not fake.lobby_polls:
+            await asyncio.sleep(0.05)
+        (waiting_id,) = fake.lobby
+        fake.decide(waiting_id, "joined")
+        session = await asyncio.wait_for(fake.joined.get(), 10)
+        await session.send({"type": "room-changed", "room": {"id": "r1", "name": "A"}})
+        await session.send(
+            {
+                "type": "room-changed",
+                "room": {"id": "r2", "name": "B"},
+                "closes_at": "2030-01-01T10:00:00Z",
+            }
+        )
+        await session.send({"type": "room-changed", "room": None})
+        await session.send(
+            {"type": "moderation", "action": "mute", "kind": "audio", "by": "p-echo"}
+        )
+        dm = {"id": "c9", "sender_id": "p-echo", "text": "psst", "to": waiting_id}
+        await session.send({"type": "chat", "message": {**dm, "sender_name": "Echo"}})
+        assert await asyncio.wait_for(bot, 15) == 0
+    text = out.getvalue()
+    assert "? waiting in the lobby of 'Fake meeting' for a host to admit us (0 s so far)" in text
+    assert f"joined meeting m1 as Robo ({waiting_id})" in text
+    assert "[chat] Robo: hello from Robo" in text
+    assert "@ moved to breakout room A (r1)\n" in text
+    assert "@ moved to breakout room B (r2), closes at 2030-01-01T10:00:00+00:00" in text
+    assert "@ back in the main meeting" in text
+    assert "! a host (Echo) did mute audio to this bot" in text
+    assert "[dm] Echo -> Robo: psst" in text
+    assert {"type": "chat", "text": "hello from Robo"} in session.received
+
+
+async def test_the_bot_gives_up_waiting_in_the_lobby(capsys: pytest.CaptureFixture[str]) -> None:
+    async with running_fake_sfu() as fake:
+        fake.waiting_room = True
+        config = BotConfig(
+            name="Robo",
+            join_url=f"{fake.base_url}/m/m1",
+            timeout_s=5,
+            media="none",
+            lobby_wait_s=1,
+            out=io.StringIO(),
+        )
+        assert await asyncio.wait_for(run_bot(config), 10) == 1
+    assert "could not join: not admitted from the lobby within 1 s" in capsys.readouterr().err
