@@ -1,86 +1,23 @@
-// Townhall web client: the entry point. It owns local media and the flow
-// between screens (pre-join -> meeting -> message); session.js speaks to the
-// server, peers.js holds the peer connections, ui.js draws the page.
+// Townhall web client: the entry point. It owns the flow between screens
+// (pre-join -> waiting room -> meeting -> message) and wires the parts:
+// admission.js gets us in, session.js speaks to the SFU, panel.js, chat.js,
+// breakout.js and host.js are the meeting's side panels and host tools,
+// ui.js draws the rest.
 
+import { JoinError, requestJoin, waitForAdmission } from "./admission.js";
+import { MeetingApi } from "./api.js";
+import { RoomBanner, RoomsDialog } from "./breakout.js";
+import { ChatView } from "./chat.js";
+import { HostActions } from "./host.js";
+import { LocalMedia, captureScreen } from "./media.js";
+import { KnockCard, PeopleView, SidePanel } from "./panel.js";
 import { Session } from "./session.js";
 import * as ui from "./ui.js";
 
-const VIDEO_CONSTRAINTS = { width: 640, height: 360 };
 const SPEAKING_LEVEL = 0.04; // RFC 6464 level above which a tile lights up (0..1)
 const SPEAKING_POLL_MS = 300;
 const RECONNECT_DELAY_MS = 1000;
 const NAME_KEY = "townhall.name";
-
-/** Our camera and microphone, and whether each is muted. */
-class LocalMedia {
-  constructor() {
-    this.stream = null;
-    this.audioMuted = false;
-    this.videoMuted = false;
-    this.problem = "";
-  }
-
-  get audioTrack() {
-    return this.stream?.getAudioTracks()[0] || null;
-  }
-
-  get videoTrack() {
-    return this.stream?.getVideoTracks()[0] || null;
-  }
-
-  /** Get camera and microphone, falling back to either alone, then to nothing. */
-  async acquire() {
-    if (this.stream && this.stream.getTracks().some((track) => track.readyState === "live")) return this.stream;
-    this.problem = "";
-    if (!navigator.mediaDevices?.getUserMedia) {
-      this.problem = "Camera and microphone need a secure (https) page.";
-      this.stream = new MediaStream();
-      return this.stream;
-    }
-    let lastError = null;
-    for (const constraints of [
-      { audio: true, video: VIDEO_CONSTRAINTS },
-      { audio: true, video: false },
-      { audio: false, video: VIDEO_CONSTRAINTS },
-    ]) {
-      try {
-        this.stream = await navigator.mediaDevices.getUserMedia(constraints);
-        if (!constraints.video) this.problem = "No camera available: others will see your initials.";
-        if (!constraints.audio) this.problem = "No microphone available: others will not hear you.";
-        break;
-      } catch (error) {
-        lastError = error;
-        if (error?.name === "NotAllowedError") break; // asking again will not help
-      }
-    }
-    if (!this.stream) {
-      this.stream = new MediaStream();
-      this.problem =
-        lastError?.name === "NotAllowedError"
-          ? "Camera and microphone are blocked. You can still join to watch and listen."
-          : "No camera or microphone found. You can still join to watch and listen.";
-    }
-    this.apply();
-    return this.stream;
-  }
-
-  apply() {
-    if (this.audioTrack) this.audioTrack.enabled = !this.audioMuted;
-    if (this.videoTrack) this.videoTrack.enabled = !this.videoMuted;
-  }
-
-  setMuted(kind, muted) {
-    if (kind === "audio") this.audioMuted = muted;
-    else this.videoMuted = muted;
-    this.apply();
-  }
-
-  /** Release the devices (the camera light goes off). */
-  stop() {
-    for (const track of this.stream?.getTracks() || []) track.stop();
-    this.stream = null;
-  }
-}
 
 /** The meeting id from /m/{meeting_id}. */
 function meetingIdFromPath(pathname) {
@@ -99,14 +36,46 @@ function defaultTitle(meetingId) {
 class App {
   constructor() {
     this.meetingId = meetingIdFromPath(location.pathname);
+    this.invite = new URLSearchParams(location.search).get("invite") || "";
     this.media = new LocalMedia();
     this.session = null;
+    this.api = null; // MeetingApi with our control token, once a join answered
     this.grid = new ui.TileGrid();
     this.grid.onAudioBlocked = () => ui.setEnableAudioVisible(true);
     this.name = "";
     this.phase = "prejoin";
     this.lastEnd = null;
     this.speakingTimer = null;
+    this.lobbyAbort = null;
+    this.waitingGrant = null;
+    this.isHost = false;
+    this.lobby = [];
+    this.chatLoaded = false;
+
+    const api = () => this.api;
+    this.panel = new SidePanel({ onChange: (tab) => this.panelChanged(tab) });
+    this.people = new PeopleView({
+      onCommand: (command, person) => this.host.command(command, person),
+      onAdmit: (person) => this.host.admit(person),
+      onDeny: (person) => this.host.deny(person),
+      onAdmitAll: () => this.host.admitAll(this.lobby),
+    });
+    this.host = new HostActions({ api, busy: this.people.busy, redraw: () => this.renderPanels() });
+    this.knock = new KnockCard({
+      onAdmit: (person) => this.host.admit(person),
+      onDeny: (person) => this.host.deny(person),
+      onAdmitAll: () => this.host.admitAll(this.lobby),
+      onViewAll: () => this.panel.open("people"),
+    });
+    this.chat = new ChatView({ onSend: (text, to) => this.session?.sendChat(text, to) ?? false });
+    this.chat.onUnread = (count) => ui.setBadge("chat-badge", count, "unread");
+    this.rooms = new RoomsDialog({
+      api,
+      roster: () => this.roster(),
+      onChange: () => this.renderPanels(),
+      toast: (text) => ui.toast(text),
+    });
+    this.banner = new RoomBanner();
   }
 
   async start() {
@@ -125,14 +94,22 @@ class App {
     for (const button of document.querySelectorAll('[data-action="toggle-cam"]')) {
       button.addEventListener("click", () => this.toggle("video"));
     }
-    document.getElementById("leave-button").addEventListener("click", () => this.session?.leave());
-    document.getElementById("rejoin-button").addEventListener("click", () => this.rejoin());
-    document.getElementById("copy-link").addEventListener("click", () => this.copyLink());
-    document.getElementById("enable-audio").addEventListener("click", () => {
+    const on = (id, handler) => document.getElementById(id).addEventListener("click", handler);
+    on("leave-button", () => this.session?.leave());
+    on("end-button", () => this.host.endMeeting());
+    on("screen-button", () => this.toggleScreenShare());
+    on("rooms-button", () => this.rooms.open());
+    on("rejoin-button", () => this.rejoin());
+    on("waiting-cancel", () => this.cancelWaiting());
+    on("copy-link", () => this.copyLink());
+    on("enable-audio", () => {
       this.grid.resumeAudio();
       ui.setEnableAudioVisible(false);
     });
-    window.addEventListener("pagehide", () => this.session?.abandon());
+    window.addEventListener("pagehide", () => {
+      this.session?.abandon();
+      if (this.phase === "waiting") this.cancelWaiting();
+    });
     ui.showScreen("prejoin");
     if (!this.meetingId) {
       ui.showJoinError("This link has no meeting in it. Ask the host for the full join link.");
@@ -168,32 +145,104 @@ class App {
     if (this.phase === "meeting") this.render();
   }
 
+  /** Ask to join; wait in the lobby when the meeting has one; then connect. */
   async join(name) {
     if (!name) {
       ui.showJoinError("Please enter your name.");
       document.getElementById("name-input").focus();
       return;
     }
-    if (this.phase === "joining") return;
+    if (this.phase === "joining" || this.phase === "waiting") return;
     this.name = name;
     localStorage.setItem(NAME_KEY, name);
     ui.showJoinError("");
     ui.setJoinBusy(true);
     this.phase = "joining";
     await this.media.acquire();
-    const session = new Session({ meetingId: this.meetingId, name, media: this.media, view: this.viewFor(() => session) });
+    let grant;
+    try {
+      grant = await requestJoin(this.meetingId, name, this.invite);
+      this.api = new MeetingApi(this.meetingId, grant.control_token);
+      if (grant.meeting_title) ui.setMeetingTitle(grant.meeting_title);
+      if (grant.status === "waiting") grant = await this.waitInLobby(grant);
+      if (!grant) return; // cancelled
+    } catch (error) {
+      this.joinFailed(error);
+      return;
+    }
+    await this.connect(grant);
+  }
+
+  async waitInLobby(grant) {
+    this.phase = "waiting";
+    this.waitingGrant = grant;
+    this.lobbyAbort = new AbortController();
+    ui.showWaiting({ stream: this.media.stream, name: this.name, videoMuted: this.media.videoMuted });
+    try {
+      const admitted = await waitForAdmission(grant, {
+        signal: this.lobbyAbort.signal,
+        onRetry: () => ui.setWaitingDetail("Lost touch with the meeting server; trying again…"),
+      });
+      this.waitingGrant = null;
+      ui.setWaitingDetail("You're in! Joining…");
+      return admitted;
+    } catch (error) {
+      this.waitingGrant = null;
+      if (this.lobbyAbort?.signal.aborted) return null;
+      throw error;
+    } finally {
+      this.lobbyAbort = null;
+    }
+  }
+
+  /** Leave the lobby: stop waiting, tell the server (best effort), back to the pre-join screen. */
+  cancelWaiting() {
+    if (this.phase !== "waiting" || !this.lobbyAbort) return;
+    const grant = this.waitingGrant;
+    this.lobbyAbort.abort();
+    if (grant) this.api?.leaveLobby(grant.participant_id).catch(() => {});
+    this.phase = "prejoin";
+    ui.setJoinBusy(false);
+    ui.showScreen("prejoin");
+    this.refreshPreview();
+    document.getElementById("join-button").focus();
+  }
+
+  joinFailed(error) {
+    console.error("townhall: join failed", error);
+    this.session = null;
+    if (error instanceof JoinError && error.code === "denied") {
+      this.phase = "ended";
+      this.lastEnd = { kind: "denied", reason: "denied" };
+      ui.setJoinBusy(false);
+      ui.showMessage({
+        kind: "denied",
+        heading: "The host did not let you in",
+        detail: "You can ask to join again, or contact the host.",
+        rejoinLabel: "Ask to join again",
+      });
+      return;
+    }
+    this.phase = "prejoin";
+    ui.setJoinBusy(false);
+    ui.showScreen("prejoin");
+    this.refreshPreview();
+    ui.showJoinError(error?.message || "Could not join the meeting.");
+  }
+
+  async connect(grant) {
+    this.phase = "joining";
+    const session = new Session({ grant, media: this.media, view: this.viewFor(() => session) });
     this.session = session;
+    this.chat.clear();
+    this.chatLoaded = false;
+    this.lobby = [];
+    this.rooms.reset();
     try {
       await session.start();
     } catch (error) {
       if (this.session !== session) return;
-      console.error("townhall: join failed", error);
-      this.session = null;
-      this.phase = "prejoin";
-      ui.setJoinBusy(false);
-      ui.showScreen("prejoin");
-      this.refreshPreview();
-      ui.showJoinError(error?.message || "Could not join the meeting.");
+      this.joinFailed(error);
     }
   }
 
@@ -211,6 +260,17 @@ class App {
       connectionState: (state) => live() && ui.setConnectionState(state),
       notice: (text) => live() && ui.toast(text, { tone: "warning", timeoutMs: 6000 }),
       ended: (end) => live() && this.ended(end),
+      chatMessage: (message) => live() && this.chat.add(message),
+      chatError: (error) => {
+        if (!live()) return;
+        this.chat.failed(error.message);
+        if (!this.panel.isOpen("chat")) ui.toast(error.message, { tone: "warning", timeoutMs: 6000 });
+      },
+      lobbyChanged: (waiting) => live() && this.lobbyChanged(waiting),
+      roomChanged: (room, closesAt) => live() && this.roomChanged(room, closesAt),
+      permissionsChanged: (role, permissions) => live() && this.permissionsChanged(role, permissions),
+      moderated: (message) => live() && this.moderated(message),
+      screenShareEnded: () => live() && this.setScreenButton(false),
     };
   }
 
@@ -239,8 +299,18 @@ class App {
       videoMuted: this.media.videoMuted,
       videoTrack: this.media.videoTrack,
     });
+    if (session.screenTrack) {
+      keep.add(`${session.participantId}:screen`);
+      this.grid.upsert(`${session.participantId}:screen`, {
+        participantId: session.participantId,
+        source: "screen",
+        isSelf: true,
+        name: this.name,
+        videoTrack: session.screenTrack,
+      });
+    }
     const media = session.mediaByTile();
-    for (const participant of session.participants.values()) {
+    for (const participant of session.visibleParticipants()) {
       const id = participant.participant_id;
       const camera = media.get(id) || {};
       keep.add(id);
@@ -267,13 +337,153 @@ class App {
       }
     }
     for (const key of this.grid.keys()) if (!keep.has(key)) this.grid.remove(key);
-    ui.setParticipantCount(1 + session.participants.size);
+    ui.setParticipantCount(1 + session.visibleParticipants().length);
     ui.setMediaButtons({
       audioMuted: this.media.audioMuted,
       videoMuted: this.media.videoMuted,
       hasAudio: Boolean(this.media.audioTrack),
       hasVideo: Boolean(this.media.videoTrack),
     });
+    this.renderPanels();
+  }
+
+  /** Everyone in the meeting, ourselves included, as participant rows. */
+  roster() {
+    const session = this.session;
+    if (!session) return [];
+    const self = {
+      participant_id: session.participantId,
+      name: this.name,
+      role: session.role,
+      audio_muted: this.media.audioMuted || !this.media.audioTrack,
+      video_muted: this.media.videoMuted || !this.media.videoTrack,
+      room: session.room?.id ?? null,
+    };
+    return [self, ...session.participants.values()];
+  }
+
+  renderPanels() {
+    const session = this.session;
+    if (!session) return;
+    const [self, ...others] = this.roster();
+    this.people.render({ self, others, isHost: this.isHost, roomName: (id) => this.rooms.roomName(id) });
+    this.people.renderLobby(this.lobby, this.isHost);
+    this.knock.render(this.lobby, this.isHost && !this.panel.isOpen("people"));
+    ui.setBadge("lobby-badge", this.isHost ? this.lobby.length : 0, "waiting to join");
+    this.chat.setSelf(session.participantId, this.name);
+    this.chat.setRecipients(others);
+    if (this.rooms.dialog.open) this.rooms.render();
+  }
+
+  panelChanged(tab) {
+    this.chat.setOpen(tab === "chat");
+    if (tab === "chat") this.loadChatHistory();
+    this.renderPanels();
+    this.grid.layout();
+  }
+
+  async loadChatHistory() {
+    if (this.chatLoaded || !this.api) return;
+    this.chatLoaded = true;
+    try {
+      const answer = await this.api.chatHistory();
+      const messages = Array.isArray(answer) ? answer : answer?.messages || answer?.items || [];
+      this.chat.setHistory(messages);
+    } catch (error) {
+      this.chatLoaded = false;
+      console.warn("townhall: chat history failed", error);
+      this.chat.showError(`Earlier messages could not be loaded: ${error.message}`, "info");
+    }
+  }
+
+  lobbyChanged(waiting) {
+    const known = new Set(this.lobby.map((person) => person.participant_id));
+    const arrived = waiting.filter((person) => !known.has(person.participant_id));
+    this.lobby = waiting;
+    if (this.isHost && arrived.length && this.panel.isOpen("people")) {
+      ui.toast(arrived.length === 1 ? `${arrived[0].name || "Someone"} is waiting to join` : `${arrived.length} people are waiting to join`);
+    }
+    this.renderPanels();
+  }
+
+  roomChanged(room, closesAt) {
+    const wasIn = this.banner.el.hidden ? null : "room";
+    this.rooms.remember(room);
+    this.banner.show(room, closesAt);
+    if (room && !closesAt) ui.toast(`You moved to ${room.name || "a breakout room"}`);
+    if (!room) {
+      this.rooms.reset();
+      if (wasIn) ui.toast("You are back in the main meeting");
+    }
+    this.renderPanels();
+  }
+
+  async permissionsChanged(role, permissions) {
+    const wasHost = this.isHost;
+    this.isHost = role === "host";
+    ui.setHostControls(this.isHost);
+    this.chat.setEnabled(permissions.chat !== false, "Sending messages is turned off for you in this meeting.");
+    document.getElementById("screen-button").hidden = !permissions.screen_share || !navigator.mediaDevices?.getDisplayMedia;
+    if (this.isHost && !wasHost) {
+      if (this.phase === "meeting") ui.toast("You are now a host");
+      // A new host may have missed the lobby frames sent before; ask once.
+      this.api?.lobby().then(
+        (answer) => {
+          const waiting = Array.isArray(answer) ? answer : answer?.waiting;
+          if (Array.isArray(waiting) && !this.lobby.length) this.lobbyChanged(waiting);
+        },
+        () => {},
+      );
+    }
+    this.renderPanels();
+  }
+
+  /** A host muted us: mute here too (the track and the server's record) and say who. */
+  moderated(message) {
+    if (message.action !== "mute") return;
+    const kind = message.kind === "video" ? "video" : "audio";
+    this.media.setMuted(kind, true);
+    this.session?.setMuted(kind, true);
+    this.refreshPreview();
+    this.render();
+    const by = message.by || "a host";
+    ui.toast(kind === "audio" ? `Muted by ${by}` : `Your camera was turned off by ${by}`, { timeoutMs: 5000 });
+  }
+
+  async toggleScreenShare() {
+    const session = this.session;
+    if (!session) return;
+    if (session.screenTrack) {
+      await session.stopScreenShare();
+      return;
+    }
+    let track;
+    try {
+      track = await captureScreen();
+    } catch (error) {
+      ui.toast(`Could not share your screen: ${error.message}`, { tone: "warning" });
+      return;
+    }
+    if (!track || this.session !== session) {
+      track?.stop();
+      return;
+    }
+    this.setScreenButton(true);
+    try {
+      await session.startScreenShare(track);
+      ui.toast("You are sharing your screen");
+    } catch (error) {
+      this.setScreenButton(false);
+      ui.toast(`Could not share your screen: ${error.message}`, { tone: "warning", timeoutMs: 6000 });
+    }
+  }
+
+  setScreenButton(sharing) {
+    const button = document.getElementById("screen-button");
+    button.setAttribute("aria-pressed", String(sharing));
+    button.dataset.active = String(sharing);
+    button.setAttribute("aria-label", sharing ? "Stop sharing your screen" : "Share your screen");
+    button.title = button.getAttribute("aria-label");
   }
 
   /** Light up the tiles of whoever is talking, from RFC 6464 levels (no decoding). */
@@ -301,6 +511,11 @@ class App {
     this.lastEnd = { kind, reason };
     this.phase = "ended";
     this.grid.clear();
+    this.panel.close();
+    this.banner.hide();
+    this.isHost = false;
+    this.setScreenButton(false);
+    for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
     ui.setEnableAudioVisible(false);
     if (kind === "reconnect") {
       ui.showMessage({ kind: "waiting", heading: "Reconnecting…", detail: `The meeting is ${reason}.`, canRejoin: false });
@@ -311,11 +526,7 @@ class App {
     if (kind === "left") {
       ui.showMessage({ kind, heading: "You left the meeting", detail: "Rejoin whenever you are ready." });
     } else if (kind === "removed") {
-      ui.showMessage({
-        kind,
-        heading: `Removed: ${String(reason).replaceAll("_", " ")}`,
-        detail: "The meeting server ended your session.",
-      });
+      ui.showMessage(removalMessage(reason));
     } else {
       ui.showMessage({
         kind: "lost",
@@ -344,6 +555,40 @@ class App {
   }
 }
 
+/** The message screen for a session the server ended, by its `bye` reason. */
+function removalMessage(reason) {
+  const text = String(reason || "").toLowerCase();
+  if (/\bend|ended|closed\b/.test(text) && !text.includes("removed")) {
+    return {
+      kind: "ended",
+      heading: "The meeting has ended",
+      detail: "A host ended the meeting for everyone.",
+      canRejoin: false,
+    };
+  }
+  if (text.includes("block")) {
+    return {
+      kind: "removed",
+      heading: "You were removed from the meeting",
+      detail: "A host removed you and blocked you from joining again.",
+      canRejoin: false,
+    };
+  }
+  if (text.includes("remov") || text.includes("kick")) {
+    return {
+      kind: "removed",
+      heading: "You were removed from the meeting",
+      detail: "A host removed you. You can ask to join again.",
+      rejoinLabel: "Ask to join again",
+    };
+  }
+  return {
+    kind: "removed",
+    heading: `Removed: ${String(reason).replaceAll("_", " ")}`,
+    detail: "The meeting server ended your session.",
+  };
+}
+
 /** Read-only debugging state for people and tests; the page never reads it. */
 function exposeDebugState(app) {
   const state = {};
@@ -368,6 +613,12 @@ function exposeDebugState(app) {
     videoMuted: { get: () => app.media.videoMuted, enumerable: true },
     lastEnd: { get: () => app.lastEnd, enumerable: true },
     signalingLog: { get: () => app.session?.signaling?.log.slice() ?? [] },
+    role: { get: () => app.session?.role ?? null, enumerable: true },
+    permissions: { get: () => ({ ...(app.session?.permissions || {}) }), enumerable: true },
+    room: { get: () => app.session?.room ?? null, enumerable: true },
+    lobby: { get: () => app.lobby.map((person) => ({ ...person })), enumerable: true },
+    chat: { get: () => [...app.chat.messages.values()].map((message) => ({ ...message })), enumerable: true },
+    sharingScreen: { get: () => Boolean(app.session?.screenTrack), enumerable: true },
   });
   window.townhall = Object.freeze(state);
 }

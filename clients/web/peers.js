@@ -42,8 +42,14 @@ export function toIceServers(list) {
 }
 
 const SOURCE_OF_KIND = { audio: "microphone", video: "camera" };
+const ANSWER_TIMEOUT_MS = 10000;
 
-/** The publish connection: we offer sendonly audio/video, the SFU answers. */
+/**
+ * The publish connection: we offer sendonly tracks, the SFU answers. Every
+ * offer names the source of each mid (camera, microphone, screen); a screen
+ * share is one more transceiver and a new offer on the same connection.
+ * Offers go one at a time: the next waits for the previous answer.
+ */
 export class Publisher {
   constructor({ iceServers, stream, signaling, onConnectionState }) {
     this.stream = stream;
@@ -51,29 +57,107 @@ export class Publisher {
     this.pc = new RTCPeerConnection({ iceServers });
     this.pc.addEventListener("connectionstatechange", () => onConnectionState?.(this.pc.connectionState));
     this.answered = false;
+    this.sources = new Map(); // transceiver -> source
+    this.screen = null; // the screen share's transceiver, while sharing
+    this.pendingAnswer = null; // {resolve, reject} of the offer in flight
+    this.queue = Promise.resolve();
   }
 
-  /** Add our tracks, offer once gathering is complete, return the offered mids. */
+  /** Add our camera and microphone and send the first offer; resolves once it is sent. */
   async publish() {
-    const transceivers = this.stream.getTracks().map((track) => ({
-      source: SOURCE_OF_KIND[track.kind],
-      transceiver: this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.stream] }),
-    }));
+    for (const track of this.stream.getTracks()) {
+      const transceiver = this.pc.addTransceiver(track, { direction: "sendonly", streams: [this.stream] });
+      this.sources.set(transceiver, SOURCE_OF_KIND[track.kind]);
+    }
+    const { sent } = this.renegotiate();
+    return sent;
+  }
+
+  /** Start sending a screen track; resolves once the SFU has answered. */
+  addScreen(track) {
+    if (this.screen && this.screen.currentDirection !== "stopped") {
+      this.screen.direction = "sendonly";
+      return this.screen.sender.replaceTrack(track).then(() => this.renegotiate().answered);
+    }
+    this.screen = this.pc.addTransceiver(track, { direction: "sendonly" });
+    this.sources.set(this.screen, "screen");
+    return this.renegotiate().answered;
+  }
+
+  /** Stop sending the screen; the m-section goes inactive (mids are never reused). */
+  async removeScreen() {
+    if (!this.screen) return;
+    await this.screen.sender.replaceTrack(null);
+    this.screen.direction = "inactive";
+    await this.renegotiate().answered;
+  }
+
+  /** Queue one offer; `sent` resolves when it left, `answered` when the answer is applied. */
+  renegotiate() {
+    let markSent;
+    const sent = new Promise((resolve, reject) => {
+      markSent = { resolve, reject };
+    });
+    const answered = (this.queue = this.queue
+      .catch(() => {})
+      .then(async () => {
+        try {
+          await this.sendOffer();
+          markSent.resolve(this.offeredSources());
+        } catch (error) {
+          markSent.reject(error);
+          throw error;
+        }
+        await this.awaitAnswer();
+      }));
+    answered.catch(() => {}); // reported through the promises handed out
+    return { sent, answered };
+  }
+
+  async sendOffer() {
+    if (this.pc.signalingState === "closed") throw new Error("the publish connection is closed");
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await iceGatheringComplete(this.pc);
-    const sources = {};
-    for (const { source, transceiver } of transceivers) {
-      if (transceiver.mid !== null) sources[transceiver.mid] = source;
-    }
-    if (!this.signaling.send("publish-offer", { sdp: this.pc.localDescription.sdp, sources })) {
+    const answer = new Promise((resolve, reject) => {
+      this.pendingAnswer = { resolve, reject };
+    });
+    answer.catch(() => {}); // awaitAnswer() reports it
+    this.answerPromise = answer;
+    if (!this.signaling.send("publish-offer", { sdp: this.pc.localDescription.sdp, sources: this.offeredSources() })) {
+      this.pendingAnswer = null;
       throw new Error("signaling closed before the publish offer was sent");
+    }
+  }
+
+  awaitAnswer() {
+    const answer = this.answerPromise;
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the meeting server did not answer the publish offer")), ANSWER_TIMEOUT_MS);
+    });
+    return Promise.race([answer, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /** mid -> source for every transceiver that has a mid. */
+  offeredSources() {
+    const sources = {};
+    for (const [transceiver, source] of this.sources) {
+      if (transceiver.mid !== null) sources[transceiver.mid] = source;
     }
     return sources;
   }
 
   async applyAnswer(sdp) {
-    await this.pc.setRemoteDescription({ type: "answer", sdp });
-    this.answered = true;
+    const pending = this.pendingAnswer;
+    this.pendingAnswer = null;
+    try {
+      await this.pc.setRemoteDescription({ type: "answer", sdp });
+      this.answered = true;
+      pending?.resolve();
+    } catch (error) {
+      pending?.reject(error);
+      throw error;
+    }
   }
 
   /** Level of our own microphone (0..1), from the sender's media-source stats. */
@@ -88,6 +172,8 @@ export class Publisher {
   }
 
   close() {
+    this.pendingAnswer?.reject(new Error("the publish connection closed"));
+    this.pendingAnswer = null;
     this.pc.close();
   }
 }

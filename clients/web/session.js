@@ -1,86 +1,69 @@
-// One stay in a meeting: the join request, the signaling socket, the publish
-// and subscribe connections, and the roster. It holds state and tells its view
-// what changed; it never touches the DOM.
+// One stay in a meeting: the signaling socket, the publish and subscribe
+// connections, the roster, and what the server says about us (role,
+// permissions, breakout room). It holds state and tells its view what
+// changed; it never touches the DOM. Getting the grant it starts from (join
+// request, lobby) is admission.js's job.
 
 import { Signaling, SignalingError, resolveSignalingUrl } from "./signaling.js";
 import { Publisher, Subscriber, toIceServers } from "./peers.js";
+import { JoinError } from "./admission.js";
 
-const JOIN_REQUEST_TIMEOUT_MS = 15000;
 const BYE_WAIT_MS = 1000;
 // An `error` frame followed this soon by the socket closing was fatal.
 const FATAL_ERROR_WINDOW_MS = 5000;
+// An `error` this soon after a chat message we sent is about that message.
+const CHAT_ERROR_WINDOW_MS = 5000;
+const CHAT_ERROR_CODES = new Set(["forbidden", "rate_limited", "too_large", "invalid_message", "not_found"]);
 
-/** The join request was refused or could not be made. */
-export class JoinError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.name = "JoinError";
-    this.code = code;
-  }
-}
+const DEFAULT_PERMISSIONS = { publish: true, subscribe: true, chat: true, screen_share: true, record: false };
 
-/** POST /m/{meeting_id}/join and return the validated answer. */
-export async function requestJoin(meetingId, name) {
-  let response;
-  try {
-    response = await fetch(`/m/${encodeURIComponent(meetingId)}/join`, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ name }),
-      signal: AbortSignal.timeout(JOIN_REQUEST_TIMEOUT_MS),
-    });
-  } catch (error) {
-    const reason = error?.name === "TimeoutError" ? "did not answer in time" : "could not be reached";
-    throw new JoinError("network", `The meeting server ${reason}. Check your connection and try again.`);
-  }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = null;
-  }
-  if (!response.ok) {
-    const error = body && typeof body.error === "object" ? body.error : null;
-    throw new JoinError(
-      error?.code || `http_${response.status}`,
-      error?.message || `The meeting server refused the request (HTTP ${response.status}).`,
-    );
-  }
-  if (!body || typeof body !== "object") {
-    throw new JoinError("bad_response", "The meeting server sent an answer this page does not understand.");
-  }
-  return body;
+/** A breakout room as the server sends it (an id, or {id, name}); null is the main meeting. */
+export function normalizeRoom(room) {
+  if (!room) return null;
+  if (typeof room === "string") return { id: room, name: "" };
+  if (typeof room === "object" && typeof room.id === "string") return { id: room.id, name: String(room.name || "") };
+  return null;
 }
 
 /**
  * The view a session reports to. Every method is optional:
  * render(), participantJoined(p), participantLeft(p, reason),
- * connectionState(state), notice(text), ended({kind, reason, detail}).
+ * connectionState(state), notice(text), ended({kind, reason, detail}),
+ * chatMessage(message), chatError(error), lobbyChanged(waiting),
+ * roomChanged(room, closesAt), permissionsChanged(role, permissions),
+ * moderated({action, kind, by}), screenShareEnded().
  */
 export class Session {
-  constructor({ meetingId, name, media, view }) {
-    this.meetingId = meetingId;
-    this.name = name;
+  constructor({ grant, media, view }) {
+    this.grant = grant;
+    this.meetingId = grant.meeting_id;
+    this.name = grant.name;
     this.media = media;
     this.view = view;
-    this.participantId = null;
-    this.role = null;
-    this.joinResponse = null;
+    this.participantId = grant.participant_id || null;
+    this.role = grant.role || null;
+    this.permissions = { ...DEFAULT_PERMISSIONS };
+    this.room = null;
+    this.closesAt = null;
+    this.lobby = [];
+    this.joinResponse = grant;
     this.participants = new Map(); // participant_id -> participant (others only)
     this.departed = new Set();
     this.routes = [];
     this.signaling = null;
     this.publisher = null;
     this.subscriber = null;
+    this.screenTrack = null;
     this.iceServers = [];
     this.lastError = null;
+    this.lastChatAt = 0;
     this.leaving = false;
     this.ended = false;
     this.byeSeen = null;
     this.connection = { publish: "new", subscribe: "new" };
   }
 
-  /** Join: the HTTP request, the socket, then publishing. Throws JoinError/SignalingError. */
+  /** Connect with the grant, then publish. Throws JoinError/SignalingError. */
   async start() {
     try {
       await this.connect();
@@ -92,20 +75,22 @@ export class Session {
   }
 
   async connect() {
-    const join = await requestJoin(this.meetingId, this.name);
-    this.joinResponse = join;
-    if (!join.token || !join.signaling_url) {
-      throw new JoinError(join.status || "not_admitted", join.message || "The meeting did not let you in yet.");
+    const grant = this.grant;
+    if (!grant.token || !grant.signaling_url) {
+      throw new JoinError(grant.status || "not_admitted", grant.message || "The meeting did not let you in yet.");
     }
-    this.participantId = join.participant_id || null;
-    this.signaling = new Signaling(resolveSignalingUrl(join.signaling_url));
+    this.signaling = new Signaling(resolveSignalingUrl(grant.signaling_url));
     this.registerHandlers();
-    const joined = await this.signaling.connect(join.token);
+    const joined = await this.signaling.connect(grant.token);
     if (this.ended) return;
     this.signaling.onClose = (event) => this.onSocketClosed(event);
     this.participantId = joined.participant_id || this.participantId;
-    this.role = joined.role || null;
-    this.iceServers = toIceServers(joined.ice_servers ?? join.ice_servers);
+    this.role = joined.role || this.role;
+    if (joined.permissions && typeof joined.permissions === "object") {
+      this.permissions = { ...DEFAULT_PERMISSIONS, ...joined.permissions };
+    }
+    this.room = normalizeRoom(joined.room);
+    this.iceServers = toIceServers(joined.ice_servers ?? grant.ice_servers);
     for (const participant of joined.participants || []) this.addParticipant(participant);
 
     this.subscriber = new Subscriber({
@@ -122,6 +107,8 @@ export class Session {
       },
     });
     this.view.render?.();
+    this.view.permissionsChanged?.(this.role, this.permissions);
+    if (this.room) this.view.roomChanged?.(this.room, null);
     this.signaling.resume();
   }
 
@@ -129,13 +116,8 @@ export class Session {
     if (this.ended) return;
     if (this.media.audioMuted && this.media.audioTrack) this.sendMute("audio", true);
     if (this.media.videoMuted && this.media.videoTrack) this.sendMute("video", true);
-    if (this.media.stream && this.media.stream.getTracks().length) {
-      this.publisher = new Publisher({
-        iceServers: this.iceServers,
-        stream: this.media.stream,
-        signaling: this.signaling,
-        onConnectionState: (state) => this.setConnectionState("publish", state),
-      });
+    if (this.media.stream && this.media.stream.getTracks().length && this.permissions.publish !== false) {
+      this.ensurePublisher();
       try {
         await this.publisher.publish();
       } catch (error) {
@@ -145,13 +127,55 @@ export class Session {
     }
   }
 
+  ensurePublisher() {
+    if (this.publisher) return this.publisher;
+    this.publisher = new Publisher({
+      iceServers: this.iceServers,
+      stream: this.media.stream || new MediaStream(),
+      signaling: this.signaling,
+      onConnectionState: (state) => this.setConnectionState("publish", state),
+    });
+    return this.publisher;
+  }
+
+  /** Publish a screen track (source "screen") by renegotiating the publish connection. */
+  async startScreenShare(track) {
+    if (this.ended) throw new Error("the session has ended");
+    this.screenTrack = track;
+    track.addEventListener("ended", () => this.stopScreenShare(), { once: true });
+    this.view.render?.();
+    try {
+      await this.ensurePublisher().addScreen(track);
+    } catch (error) {
+      this.screenTrack = null;
+      track.stop();
+      this.view.render?.();
+      throw error;
+    }
+  }
+
+  async stopScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    track.stop();
+    this.view.screenShareEnded?.();
+    this.view.render?.();
+    if (this.ended) return;
+    try {
+      await this.publisher?.removeScreen();
+    } catch (error) {
+      console.error("townhall: stopping the screen share failed", error);
+    }
+  }
+
   registerHandlers() {
     this.signaling
       .on("publish-answer", (message) => this.publisher?.applyAnswer(message.sdp))
       .on("subscribe-offer", (message) => this.subscriber?.handleOffer(message))
       .on("participant-joined", (message) => {
         const participant = this.addParticipant(message.participant);
-        if (participant) this.view.participantJoined?.(participant);
+        if (participant && this.sameRoom(participant)) this.view.participantJoined?.(participant);
         this.view.render?.();
       })
       .on("participant-updated", (message) => {
@@ -162,18 +186,60 @@ export class Session {
         const participant = this.participants.get(message.participant_id);
         this.participants.delete(message.participant_id);
         this.departed.add(message.participant_id);
-        if (participant) this.view.participantLeft?.(participant, message.reason);
+        if (participant && this.sameRoom(participant)) this.view.participantLeft?.(participant, message.reason);
         this.view.render?.();
       })
+      .on("chat", (message) => {
+        if (message.message && typeof message.message === "object") this.view.chatMessage?.(message.message);
+      })
+      .on("lobby", (message) => {
+        this.lobby = Array.isArray(message.waiting) ? message.waiting : [];
+        this.view.lobbyChanged?.(this.lobby);
+      })
+      .on("room-changed", (message) => {
+        this.room = normalizeRoom(message.room);
+        this.closesAt = message.closes_at || null;
+        this.view.roomChanged?.(this.room, this.closesAt);
+        this.view.render?.();
+      })
+      .on("permissions-changed", (message) => {
+        if (message.role) this.role = message.role;
+        if (message.permissions && typeof message.permissions === "object") {
+          this.permissions = { ...DEFAULT_PERMISSIONS, ...message.permissions };
+        }
+        if (!this.permissions.screen_share && this.screenTrack) this.stopScreenShare();
+        this.view.permissionsChanged?.(this.role, this.permissions);
+        this.view.render?.();
+      })
+      .on("moderation", (message) => this.view.moderated?.(message))
       .on("error", (message) => {
         this.lastError = { code: message.code, message: message.message || message.code, at: Date.now() };
-        this.view.notice?.(this.lastError.message);
+        const aboutChat =
+          CHAT_ERROR_CODES.has(message.code) && Date.now() - this.lastChatAt < CHAT_ERROR_WINDOW_MS;
+        if (aboutChat && this.view.chatError) this.view.chatError(this.lastError);
+        else this.view.notice?.(this.lastError.message);
       })
       .on("bye", (message) => {
         if (this.leaving) this.byeSeen?.();
         else this.end("removed", message.reason || "the session ended");
       })
       .on("reconnect", (message) => this.end("reconnect", message.reason || "moving to another server"));
+  }
+
+  /** Whether a remote participant is in our breakout room (or both in the main meeting). */
+  sameRoom(participant) {
+    return (participant.room ?? null) === (this.room?.id ?? null);
+  }
+
+  /** The remote participants we see and hear now (same room as ours). */
+  visibleParticipants() {
+    return [...this.participants.values()].filter((participant) => this.sameRoom(participant));
+  }
+
+  /** Send a chat message to everyone, or privately to one participant; false when offline. */
+  sendChat(text, to = null) {
+    this.lastChatAt = Date.now();
+    return Boolean(this.signaling?.send("chat", to ? { text, to } : { text }));
   }
 
   /** Add or refresh a remote participant; our own record is ignored (local state rules). */
@@ -192,6 +258,8 @@ export class Session {
     const tiles = new Map();
     for (const route of this.routes) {
       if (this.departed.has(route.participant_id)) continue;
+      const participant = this.participants.get(route.participant_id);
+      if (participant && !this.sameRoom(participant)) continue;
       const key = route.source === "screen" ? `${route.participant_id}:screen` : route.participant_id;
       const slot = tiles.get(key) || { participantId: route.participant_id, source: route.source === "screen" ? "screen" : "camera" };
       slot[route.kind] = route.track;
@@ -265,6 +333,8 @@ export class Session {
 
   dispose() {
     this.ended = true;
+    this.screenTrack?.stop();
+    this.screenTrack = null;
     this.publisher?.close();
     this.subscriber?.close();
     this.signaling?.close();

@@ -19,13 +19,13 @@ export function initials(name) {
 const AVATAR_HUES = [4, 24, 145, 170, 200, 225, 262, 290, 320, 345];
 
 /** A stable hue per participant (FNV-1a over the id) so avatars are told apart. */
-function hueFor(key) {
+export function hueFor(key) {
   let hash = 0x811c9dc5;
   for (const char of String(key)) hash = Math.imul(hash ^ char.codePointAt(0), 0x01000193) >>> 0;
   return AVATAR_HUES[hash % AVATAR_HUES.length];
 }
 
-const SCREENS = ["prejoin", "meeting", "message"];
+const SCREENS = ["prejoin", "meeting", "waiting", "message"];
 
 export function showScreen(name) {
   for (const screen of SCREENS) $(screen).hidden = screen !== name;
@@ -51,6 +51,7 @@ export function setMediaButtons({ audioMuted, videoMuted, hasAudio, hasVideo }) 
 export function setMeetingTitle(title) {
   $("meeting-title").textContent = title;
   $("prejoin-meeting-title").textContent = title;
+  $("waiting-meeting-title").textContent = title;
   document.title = `${title} · Townhall`;
 }
 
@@ -104,6 +105,26 @@ export function showJoinError(message) {
   const text = String(message || "");
   error.textContent = text && text[0].toUpperCase() + text.slice(1); // server messages start lower-case
   error.hidden = !message;
+}
+
+// ---- waiting room ------------------------------------------------------------
+
+/** The lobby screen: our own preview while a host decides. */
+export function showWaiting({ stream, name, videoMuted }) {
+  const video = $("waiting-video");
+  if (video.srcObject !== stream) video.srcObject = stream;
+  const tile = video.closest(".tile");
+  tile.dataset.videoMuted = String(videoMuted || !(stream && stream.getVideoTracks().length));
+  $("waiting-initials").textContent = initials(name);
+  tile.style.setProperty("--avatar-hue", hueFor(name || "you"));
+  setWaitingDetail("");
+  $("waiting-cancel").disabled = false;
+  showScreen("waiting");
+  $("waiting-heading").focus();
+}
+
+export function setWaitingDetail(text) {
+  $("waiting-detail").textContent = text || "You will join automatically as soon as a host admits you.";
 }
 
 // ---- tiles ----------------------------------------------------------------------
@@ -162,7 +183,8 @@ class Tile {
   update({ name, audioMuted, videoMuted }) {
     const el = this.el;
     el.dataset.name = name;
-    const shown = this.isSelf ? `${name} (you)` : el.dataset.source === "screen" ? `${name}'s screen` : name;
+    const screen = el.dataset.source === "screen";
+    const shown = this.isSelf ? (screen ? "Your screen" : `${name} (you)`) : screen ? `${name}'s screen` : name;
     if (this.nameEl.textContent !== shown) this.nameEl.textContent = shown;
     this.initialsEl.textContent = initials(name);
     el.dataset.audioMuted = String(Boolean(audioMuted));
@@ -319,20 +341,71 @@ export function toast(text, { tone = "info", timeoutMs = 3500 } = {}) {
   }, timeoutMs);
 }
 
-const MESSAGE_ICONS = { left: "#i-leave", removed: "#i-alert", lost: "#i-alert", waiting: "#i-hourglass" };
+const MESSAGE_ICONS = {
+  left: "#i-leave",
+  removed: "#i-alert",
+  lost: "#i-alert",
+  denied: "#i-block",
+  ended: "#i-power",
+  waiting: "#i-hourglass",
+};
 
 /** The full-page message shown after leaving, removal or a lost connection. */
-export function showMessage({ kind, heading, detail, canRejoin = true }) {
+export function showMessage({ kind, heading, detail, canRejoin = true, rejoinLabel = "Rejoin" }) {
   const screen = $("message");
   screen.dataset.kind = kind;
   $("message-icon").innerHTML = `<svg class="icon"><use href="${MESSAGE_ICONS[kind] || "#i-alert"}"/></svg>`;
   $("message-heading").textContent = heading;
   $("message-detail").textContent = detail || "";
   $("rejoin-button").hidden = !canRejoin;
+  $("rejoin-button").textContent = rejoinLabel;
   showScreen("message");
   $("message-heading").focus();
 }
 
 export function setEnableAudioVisible(visible) {
   $("enable-audio").hidden = !visible;
+}
+
+/** Whether we are a host: the role pill and the host-only controls. */
+export function setHostControls(isHost) {
+  $("role-pill").hidden = !isHost;
+  $("end-button").hidden = !isHost;
+  $("rooms-button").hidden = !isHost;
+}
+
+/** A count on a control-bar button; hidden at zero. */
+export function setBadge(id, count, label) {
+  const badge = $(id);
+  badge.hidden = !count;
+  badge.textContent = count > 99 ? "99+" : String(count || "");
+  const button = badge.closest("button");
+  const base = button.dataset.label || button.getAttribute("aria-label");
+  button.dataset.label = base;
+  button.setAttribute("aria-label", count ? `${base}, ${count} ${label}` : base);
+}
+
+/** m:ss (or h:mm:ss) for a countdown. */
+export function formatCountdown(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const hours = Math.floor(total / 3600);
+  const minutes = Math.floor((total % 3600) / 60);
+  const seconds = String(total % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${seconds}` : `${minutes}:${seconds}`;
+}
+
+/** Ask a yes/no question in a modal dialog; resolves true when confirmed. */
+export function confirmDialog({ title, detail, confirmLabel = "OK", tone = "danger" }) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-detail").textContent = detail || "";
+  const ok = $("confirm-ok");
+  ok.textContent = confirmLabel;
+  ok.className = `btn btn-md ${tone === "danger" ? "btn-danger" : "btn-primary"}`;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+    $("confirm-cancel").focus();
+  });
 }
