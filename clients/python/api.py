@@ -259,9 +259,11 @@ class MeetingApi:
             body["block"] = True
         return await self._moderate(participant_id, "remove", body)
 
-    async def promote(self, participant_id: str) -> Any:
-        """Make someone a host (host)."""
-        return await self._moderate(participant_id, "promote", {})
+    async def promote(
+        self, participant_id: str, role: Literal["host", "participant", "viewer"] = "host"
+    ) -> Any:
+        """Give someone another role, a host by default (host)."""
+        return await self._moderate(participant_id, "promote", {"role": role})
 
     async def _moderate(self, participant_id: str, action: str, body: dict[str, Any]) -> Any:
         return await self.call(
@@ -275,20 +277,29 @@ class MeetingApi:
         assignments: Mapping[str, Sequence[str]] | None = None,
         *,
         count: int | None = None,
+        duration_s: int | None = None,
     ) -> BreakoutRooms:
-        """Create rooms: ``{room name: [participant ids]}``, or ``count`` rooms round-robin."""
+        """Open rooms: ``{room name: [participant ids]}``, or ``count`` rooms filled round-robin.
+
+        The API takes room names and ``assignments`` (participant id -> room
+        index); ``duration_s`` closes the rooms on their own after that long.
+        """
         if (assignments is None) == (count is None):
             raise ValueError("give either assignments or a count of rooms")
         body: dict[str, Any]
         if assignments is not None:
             body = {
-                "rooms": [
-                    {"name": name, "participants": list(members)}
-                    for name, members in assignments.items()
-                ]
+                "rooms": [{"name": name} for name in assignments],
+                "assignments": {
+                    participant_id: index
+                    for index, members in enumerate(assignments.values())
+                    for participant_id in members
+                },
             }
         else:
-            body = {"count": count}
+            body = {"count": count, "auto_assign": True}
+        if duration_s is not None:
+            body["duration_s"] = duration_s
         return self._rooms(await self.call("POST", "/breakout-rooms", body))
 
     async def breakout_rooms(self) -> BreakoutRooms:

@@ -320,9 +320,15 @@ class FakeSfu:
                 await session.send({**frame, "by": call.bearer.removeprefix("ctl-")})
             return web.json_response({"participant_id": parts[1], "action": parts[2]})
         if tail == "breakout-rooms" and call.method in ("POST", "GET"):
+            body = call.body or {}
+            assignments = body.get("assignments", {})
             rooms = [
-                {"id": f"r{i}", "name": room["name"], "participants": room["participants"]}
-                for i, room in enumerate((call.body or {}).get("rooms", []), 1)
+                {
+                    "id": f"r{index + 1}",
+                    "name": room["name"],
+                    "participants": [p for p, i in assignments.items() if i == index],
+                }
+                for index, room in enumerate(body.get("rooms", []))
             ]
             return web.json_response({"rooms": rooms, "closes_at": None})
         if tail == "breakout-rooms" and call.method == "DELETE":

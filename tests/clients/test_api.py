@@ -50,16 +50,14 @@ async def test_host_actions_are_sent_with_the_control_token(fake: FakeSfu) -> No
                 {},
                 bearer,
             ),
-            ApiCall("POST", f"{base}/participants/{bob_id}/promote", {}, {}, bearer),
+            ApiCall("POST", f"{base}/participants/{bob_id}/promote", {"role": "host"}, {}, bearer),
             ApiCall("POST", f"{base}/lobby/p-x/deny", {"reason": "not today"}, {}, bearer),
             ApiCall(
                 "POST",
                 f"{base}/breakout-rooms",
                 {
-                    "rooms": [
-                        {"name": "A", "participants": ["p1", "p2"]},
-                        {"name": "B", "participants": ["p3"]},
-                    ]
+                    "rooms": [{"name": "A"}, {"name": "B"}],
+                    "assignments": {"p1": 0, "p2": 0, "p3": 1},
                 },
                 {},
                 bearer,
@@ -79,7 +77,9 @@ async def test_host_actions_are_sent_with_the_control_token(fake: FakeSfu) -> No
                 bearer,
             ),
             ApiCall("DELETE", f"{base}/breakout-rooms", None, {"countdown_s": "2"}, bearer),
-            ApiCall("POST", f"{base}/breakout-rooms", {"count": 3}, {}, bearer),
+            ApiCall(
+                "POST", f"{base}/breakout-rooms", {"count": 3, "auto_assign": True}, {}, bearer
+            ),
         ]
         assert rooms.by_name("A") == BreakoutRoom("r1", "A", ("p1", "p2"))
         with pytest.raises(KeyError):
