@@ -1,115 +1,210 @@
-"""The REST API under ``/api/v1`` and the browser's guest join, JSON in and out.
+"""The REST API of meetings and admission: meetings, start/end, joins, invites, audit.
 
-Handlers parse at the edge (:mod:`control.bodies`), call the domain
-(:mod:`control.meetings`, :mod:`control.admission`) and render JSON; errors
-are raised and turned into responses by :mod:`control.app`'s middleware.
+Handlers parse at the edge (:mod:`control.bodies`, :mod:`control.params`),
+check the caller's scope (:mod:`control.auth`), call the domain and render
+JSON; errors are raised and turned into responses by :mod:`control.app`'s
+middleware.
 """
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from aiohttp import web
 
-from .admission import Admission, JoinGrant
-from .auth import ApiKeyGuard
+from .admission import Admission, JoinOutcome
+from .audit import AuditEntry, AuditLog
+from .auth import Guard
 from .bodies import (
+    parse_access_query,
     parse_guest_join,
+    parse_invite,
     parse_join,
     parse_meeting_changes,
     parse_meeting_draft,
     read_json_object,
 )
-from .errors import InvalidParameter
-from .meetings import MAX_PAGE_SIZE, Meetings
-from .store import Meeting
+from .context import ControlContext, rfc3339
+from .meetings import Meetings
+from .params import page_parameters
+from .store import Invite, Meeting
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MeetingsApi", "render_meeting"]
+__all__ = ["MEETING", "MeetingsApi", "render_meeting"]
 
-DEFAULT_PAGE_SIZE = 20
+MEETING = "/api/v1/meetings/{meeting_id}"
 
 
 class MeetingsApi:
-    """HTTP handlers for meetings and joins."""
+    """HTTP handlers for meetings, joins, invites and the audit log."""
 
     def __init__(
         self,
+        context: ControlContext,
         meetings: Meetings,
         admission: Admission,
-        guard: ApiKeyGuard,
+        guard: Guard,
         *,
-        public_url: str,
         max_body_bytes: int,
     ) -> None:
+        self._context = context
         self._meetings = meetings
         self._admission = admission
+        self._audit = AuditLog(context.store)
         self._guard = guard
-        self._public_url = public_url
         self._max_body_bytes = max_body_bytes
 
     def routes(self) -> list[web.RouteDef]:
         """The routes this API serves."""
-        meeting = "/api/v1/meetings/{meeting_id}"
         return [
             web.post("/api/v1/meetings", self.create_meeting),
             web.get("/api/v1/meetings", self.list_meetings),
-            web.get(meeting, self.get_meeting),
-            web.patch(meeting, self.update_meeting),
-            web.delete(meeting, self.delete_meeting),
-            web.post(f"{meeting}/join", self.join),
+            web.get(MEETING, self.get_meeting),
+            web.patch(MEETING, self.update_meeting),
+            web.delete(MEETING, self.delete_meeting),
+            web.post(f"{MEETING}/start", self.start),
+            web.post(f"{MEETING}/end", self.end),
+            web.post(f"{MEETING}/join", self.join),
+            web.post(f"{MEETING}/validate-access", self.validate_access),
+            web.post(f"{MEETING}/invites", self.create_invite),
+            web.get(f"{MEETING}/audit", self.audit),
             web.post("/m/{meeting_id}/join", self.guest_join),
         ]
 
     async def create_meeting(self, request: web.Request) -> web.Response:
-        self._guard.require(request)
-        draft = parse_meeting_draft(await read_json_object(request, self._max_body_bytes))
-        meeting = await self._meetings.create(draft)
+        caller = self._guard.require_admin(request)
+        draft = parse_meeting_draft(await self._body(request))
+        meeting = await self._meetings.create(draft, caller)
         return web.json_response(
-            render_meeting(meeting, self._public_url),
+            self._meeting(meeting),
             status=201,
             headers={"Location": f"/api/v1/meetings/{meeting.id}"},
         )
 
     async def list_meetings(self, request: web.Request) -> web.Response:
-        self._guard.require(request)
-        limit, cursor = _page_parameters(request)
+        self._guard.require_admin(request)
+        limit, cursor = page_parameters(request)
         page = await self._meetings.page(limit, cursor)
         return web.json_response(
             {
-                "meetings": [render_meeting(m, self._public_url) for m in page.meetings],
+                "meetings": [self._meeting(m) for m in page.meetings],
                 "next_cursor": page.next_cursor,
             }
         )
 
     async def get_meeting(self, request: web.Request) -> web.Response:
-        self._guard.require(request)
-        meeting = await self._meetings.get(request.match_info["meeting_id"])
-        return web.json_response(render_meeting(meeting, self._public_url))
+        meeting_id = request.match_info["meeting_id"]
+        await self._guard.require_participant(request, meeting_id)
+        return web.json_response(self._meeting(await self._meetings.get(meeting_id)))
 
     async def update_meeting(self, request: web.Request) -> web.Response:
-        self._guard.require(request)
-        changes = parse_meeting_changes(await read_json_object(request, self._max_body_bytes))
-        meeting = await self._meetings.update(request.match_info["meeting_id"], changes)
-        return web.json_response(render_meeting(meeting, self._public_url))
+        caller = self._guard.require_admin(request)
+        changes = parse_meeting_changes(await self._body(request))
+        meeting = await self._meetings.update(request.match_info["meeting_id"], changes, caller)
+        return web.json_response(self._meeting(meeting))
 
     async def delete_meeting(self, request: web.Request) -> web.Response:
-        self._guard.require(request)
-        await self._meetings.delete(request.match_info["meeting_id"])
+        caller = self._guard.require_admin(request)
+        await self._meetings.delete(request.match_info["meeting_id"], caller)
         return web.Response(status=204)
+
+    async def start(self, request: web.Request) -> web.Response:
+        """Make the meeting live (host or admin)."""
+        meeting_id = request.match_info["meeting_id"]
+        caller = await self._guard.require_host(request, meeting_id)
+        return web.json_response(self._meeting(await self._meetings.start(meeting_id, caller)))
+
+    async def end(self, request: web.Request) -> web.Response:
+        """End the meeting for everyone, for good (host or admin)."""
+        meeting_id = request.match_info["meeting_id"]
+        caller = await self._guard.require_host(request, meeting_id)
+        return web.json_response(self._meeting(await self._meetings.end(meeting_id, caller)))
 
     async def join(self, request: web.Request) -> web.Response:
         """An integrator vouches for a user (name, e-mail, role)."""
-        self._guard.require(request)
-        join = parse_join(await read_json_object(request, self._max_body_bytes))
-        grant = await self._admission.join(request.match_info["meeting_id"], join, guest=False)
-        return web.json_response(_render_grant(grant))
+        self._guard.require_admin(request)
+        join = parse_join(await self._body(request))
+        outcome = await self._admission.join(request.match_info["meeting_id"], join, guest=False)
+        return web.json_response(self._outcome(outcome))
 
     async def guest_join(self, request: web.Request) -> web.Response:
-        """Someone on the join page, with only a name: an anonymous participant."""
-        join = parse_guest_join(await read_json_object(request, self._max_body_bytes))
-        grant = await self._admission.join(request.match_info["meeting_id"], join, guest=True)
-        return web.json_response(_render_grant(grant))
+        """Someone on the join page, with a name and maybe an invite."""
+        join = parse_guest_join(await self._body(request))
+        outcome = await self._admission.join(request.match_info["meeting_id"], join, guest=True)
+        return web.json_response(self._outcome(outcome))
+
+    async def validate_access(self, request: web.Request) -> web.Response:
+        """Would this person be let in? Nothing is written."""
+        self._guard.require_admin(request)
+        query = parse_access_query(await self._body(request))
+        decision = await self._admission.validate(request.match_info["meeting_id"], query)
+        return web.json_response(
+            {
+                "allowed": decision.allowed,
+                "status": decision.status,
+                "rule": decision.rule,
+                "reason": decision.reason,
+            }
+        )
+
+    async def create_invite(self, request: web.Request) -> web.Response:
+        meeting_id = request.match_info["meeting_id"]
+        caller = await self._guard.require_host(request, meeting_id)
+        invite_request = parse_invite(await self._body(request))
+        invite, token = await self._admission.create_invite(meeting_id, invite_request, caller)
+        return web.json_response(self._invite(invite, token), status=201)
+
+    async def audit(self, request: web.Request) -> web.Response:
+        self._guard.require_admin(request)
+        meeting_id = request.match_info["meeting_id"]
+        limit, cursor = page_parameters(request, default=50)
+        page = await self._audit.page(meeting_id, limit, cursor)
+        if not page.entries and cursor is None:
+            # A deleted meeting keeps its log; one that never existed has none.
+            await self._context.meeting(meeting_id)
+        return web.json_response(
+            {"entries": [render_audit(e) for e in page.entries], "next_cursor": page.next_cursor}
+        )
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        return await read_json_object(request, self._max_body_bytes)
+
+    def _meeting(self, meeting: Meeting) -> dict[str, Any]:
+        return render_meeting(meeting, self._context.public_url)
+
+    def _outcome(self, outcome: JoinOutcome) -> dict[str, Any]:
+        context = self._context
+        participant = outcome.participant
+        body: dict[str, Any] = {
+            "participant_id": participant.id,
+            "meeting_id": participant.meeting_id,
+            "meeting_title": outcome.meeting_title,
+            "name": participant.name,
+            "role": participant.role,
+            "status": "joined" if outcome.token is not None else "waiting",
+            "control_token": outcome.control_token,
+            "signaling_url": context.signaling_url,
+            "ice_servers": list(context.ice_servers),
+        }
+        if outcome.token is not None:
+            body["token"] = outcome.token
+        else:
+            body["lobby_url"] = (
+                f"{context.public_url}/api/v1/meetings/{participant.meeting_id}"
+                f"/lobby/{participant.id}"
+            )
+        return body
+
+    def _invite(self, invite: Invite, token: str) -> dict[str, Any]:
+        return {
+            "id": invite.id,
+            "token": token,
+            "url": f"{self._context.public_url}/m/{invite.meeting_id}?invite={token}",
+            "email": invite.email,
+            "role": invite.role,
+            "expires_at": rfc3339(invite.expires_at),
+            "max_uses": invite.max_uses,
+            "uses": invite.uses,
+        }
 
 
 def render_meeting(meeting: Meeting, public_url: str) -> dict[str, Any]:
@@ -119,43 +214,23 @@ def render_meeting(meeting: Meeting, public_url: str) -> dict[str, Any]:
         "title": meeting.title,
         "description": meeting.description,
         "host_identity": meeting.host_identity,
-        "scheduled_start": _rfc3339(meeting.scheduled_start),
+        "scheduled_start": None
+        if meeting.scheduled_start is None
+        else rfc3339(meeting.scheduled_start),
         "status": meeting.status,
         "join_url": f"{public_url}/m/{meeting.id}",
-        "created_at": _rfc3339(meeting.created_at),
-        "updated_at": _rfc3339(meeting.updated_at),
+        "created_at": rfc3339(meeting.created_at),
+        "updated_at": rfc3339(meeting.updated_at),
     }
 
 
-def _render_grant(grant: JoinGrant) -> dict[str, Any]:
-    participant = grant.participant
+def render_audit(entry: AuditEntry) -> dict[str, Any]:
     return {
-        "participant_id": participant.id,
-        "meeting_id": participant.meeting_id,
-        "meeting_title": grant.meeting_title,
-        "name": participant.name,
-        "role": participant.role,
-        "token": grant.token,
-        "signaling_url": grant.signaling_url,
-        "ice_servers": list(grant.ice_servers),
-        "status": "joined",
+        "seq": entry.seq,
+        "at": rfc3339(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "reason": entry.reason,
+        "details": entry.details,
     }
-
-
-def _page_parameters(request: web.Request) -> tuple[int, str | None]:
-    for name in request.query:
-        if name not in ("limit", "cursor"):
-            raise InvalidParameter(f"unknown query parameter '{name}'", parameter=name)
-    text = request.query.get("limit", str(DEFAULT_PAGE_SIZE))
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_SIZE:
-        raise InvalidParameter(
-            f"'limit' must be an integer from 1 to {MAX_PAGE_SIZE}", parameter="limit"
-        )
-    cursor = request.query.get("cursor") or None
-    return int(text), cursor
-
-
-def _rfc3339(moment: datetime.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")

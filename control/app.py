@@ -1,8 +1,10 @@
 """The control plane's aiohttp application and its error edge.
 
 :func:`create_app` wires the store, the domain and the handlers from a
-:class:`~control.settings.ControlConfig`. The composition root may add other
-routes (the SFU's signaling socket) to the returned application.
+:class:`~control.settings.ControlConfig` and a media plane (the SFU node of
+``townhall serve``). The application carries the control plane's side of
+``ControlEvents`` under :data:`CONTROL_EVENTS`, for the composition root to
+hand to the SFU; it may also add other routes (the SFU's signaling socket).
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from townhall.contract import MediaPlane
+
 from .admission import Admission
 from .api import MeetingsApi
-from .auth import ApiKeyGuard
+from .api_collaboration import CollaborationApi
+from .api_moderation import ModerationApi
+from .auth import Guard
+from .breakout import Breakouts
+from .chat import Chat
+from .context import ControlContext
 from .errors import (
     BadRequest,
     ControlError,
@@ -23,38 +32,60 @@ from .errors import (
     PayloadTooLarge,
     http_error,
 )
+from .events import ControlPlaneEvents
+from .lobby import Lobby
+from .media import DetachedMediaPlane
 from .meetings import Meetings
+from .moderation import Moderation
 from .openapi import openapi_document
 from .settings import ControlConfig
-from .store import SqliteStore, Store
+from .store import SqliteStore
+from .tokens import Issuer
 from .webpages import WebClient
 
-__all__ = ["create_app"]
+__all__ = ["CONTROL_EVENTS", "create_app"]
 
 log = logging.getLogger(__name__)
+
+CONTROL_EVENTS = web.AppKey("control_events", ControlPlaneEvents)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(config: ControlConfig, store: Store | None = None) -> web.Application:
-    """The control plane as an aiohttp application; the store opens with the app."""
+def create_app(
+    config: ControlConfig, store: SqliteStore | None = None, media: MediaPlane | None = None
+) -> web.Application:
+    """The control plane as an aiohttp application; the store opens with the app.
+
+    ``media``: the SFU node hosting the meetings, in the same process. None:
+    no media plane is attached (nobody can be connected).
+    """
     store = store or SqliteStore(config.database_path)
-    meetings = Meetings(store)
-    admission = Admission(
-        store,
-        meetings,
-        token_secret=config.token_secret,
-        token_ttl_s=config.token_ttl_s,
+    context = ControlContext(
+        store=store,
+        media=media or DetachedMediaPlane(),
+        issuer=Issuer(config.token_secret, config.token_ttl_s),
+        defaults=config.policy_defaults,
+        public_url=config.public_url,
         signaling_url=config.signaling_url,
         ice_servers=config.ice_servers,
     )
-    api = MeetingsApi(
-        meetings,
-        admission,
-        ApiKeyGuard(config.api_key),
-        public_url=config.public_url,
-        max_body_bytes=config.max_body_bytes,
-    )
+    guard = Guard(config.api_key, config.token_secret, store)
+    lobby = Lobby(context)
+    meetings = Meetings(context, lobby)
+    breakouts = Breakouts(context)
+    meetings.on_end.append(breakouts.forget)
+    chat = Chat(context)
+    moderation = Moderation(context, lobby)
+    events = ControlPlaneEvents(context, lobby, breakouts, chat)
+    limit = config.max_body_bytes
+    routes = [
+        *MeetingsApi(
+            context, meetings, Admission(context, lobby), guard, max_body_bytes=limit
+        ).routes(),
+        *ModerationApi(moderation, lobby, guard, max_body_bytes=limit).routes(),
+        *CollaborationApi(chat, breakouts, guard, max_body_bytes=limit).routes(),
+    ]
     document = openapi_document(config.public_url)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -63,16 +94,23 @@ def create_app(config: ControlConfig, store: Store | None = None) -> web.Applica
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
-    async def store_lifetime(app: web.Application) -> AsyncIterator[None]:
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
+        if media is not None:
+            # The media plane runs in this process: after a restart nobody is
+            # connected, whatever the store last heard.
+            await store.disconnect_everyone()
         yield
+        await events.close()
+        await breakouts.shutdown()
         await store.close()
 
     # client_max_size also bounds chunked bodies, which have no Content-Length.
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
-    app.cleanup_ctx.append(store_lifetime)
+    app[CONTROL_EVENTS] = events
+    app.cleanup_ctx.append(lifetime)
     app.add_routes([web.get("/healthz", healthz), web.get("/api/v1/openapi.json", openapi)])
-    app.add_routes(api.routes())
+    app.add_routes(routes)
     app.add_routes(WebClient(meetings, config.web_root).routes())
     return app
 
@@ -96,7 +134,8 @@ async def error_middleware(request: web.Request, handler: _Handler) -> web.Strea
         log.exception("unexpected error in %s %s", request.method, request.path)
         error = exc
     status, body = http_error(error)
-    return web.json_response(body, status=status)
+    headers = error.headers if isinstance(error, ControlError) else {}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _from_router(exc: web.HTTPException) -> ControlError:

@@ -22,17 +22,41 @@ from .errors import InvalidField, InvalidJson, PayloadTooLarge, UnknownField
 from .store import MEETING_STATUSES, MeetingStatus
 
 __all__ = [
+    "AccessQuery",
+    "BreakoutPlan",
+    "ChatPost",
+    "InviteRequest",
     "JoinRequest",
     "MeetingChanges",
     "MeetingDraft",
+    "Removal",
+    "parse_access_query",
+    "parse_breakout_move",
+    "parse_breakout_plan",
+    "parse_chat_post",
+    "parse_denial",
     "parse_guest_join",
+    "parse_invite",
     "parse_join",
     "parse_meeting_changes",
     "parse_meeting_draft",
+    "parse_mute",
+    "parse_promotion",
+    "parse_removal",
     "read_json_object",
+    "read_optional_json_object",
 ]
 
 NAME_MAX = 64
+REASON_MAX = 500
+INVITE_MAX = 4096
+ROOM_NAME_MAX = 64
+MAX_ROOMS = 50
+MAX_DURATION_S = 24 * 3600
+BREAKOUT_COUNTDOWN_MAX = 3600
+MAX_INVITE_TTL_S = 90 * 24 * 3600
+DEFAULT_INVITE_TTL_S = 7 * 24 * 3600
+MAX_INVITE_USES = 100_000
 TITLE_MAX = 200
 DESCRIPTION_MAX = 4000
 IDENTITY_MAX = 256
@@ -72,10 +96,66 @@ class JoinRequest:
 
     name: str
     email: str | None = None
-    role: Role = "participant"
+    # None: not asked for; the invite's role, or ``participant``.
+    role: Role | None = None
+    invite: str | None = None
 
 
-async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AccessQuery:
+    """``validate-access``: would this person get in? (nothing is written)"""
+
+    name: str
+    email: str | None = None
+    role: Role | None = None
+    identity: str | None = None
+    invite: str | None = None
+
+
+@dataclass(frozen=True)
+class InviteRequest:
+    """An invite to mint: bound to an e-mail address and/or granting a role."""
+
+    email: str | None
+    role: Role | None
+    expires_in_s: int
+    max_uses: int | None
+
+
+@dataclass(frozen=True)
+class Removal:
+    """``remove``: why, and whether to block the person from coming back."""
+
+    block: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ChatPost:
+    text: str
+    to: str | None
+
+
+@dataclass(frozen=True)
+class BreakoutPlan:
+    """Rooms to open and who goes where (room indexes into ``names``)."""
+
+    names: tuple[str, ...]
+    assignments: dict[str, int]
+    auto_assign: bool
+    duration_s: int | None
+
+
+async def read_optional_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """Like :func:`read_json_object`, but an empty body is an empty object."""
+    if request.content_length == 0 or not request.can_read_body:
+        return {}
+    return await read_json_object(request, max_bytes, allow_empty=True)
+
+
+async def read_json_object(
+    request: web.Request, max_bytes: int, *, allow_empty: bool = False
+) -> dict[str, Any]:
     """The request body as a JSON object, at most ``max_bytes`` long."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", max_bytes=max_bytes)
@@ -89,6 +169,8 @@ async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, An
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"body is larger than {max_bytes} bytes", max_bytes=max_bytes)
     if not raw.strip():
+        if allow_empty:
+            return {}
         raise InvalidJson("request body is empty; expected a JSON object")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
@@ -127,18 +209,151 @@ def parse_meeting_changes(body: dict[str, Any]) -> MeetingChanges:
 
 def parse_join(body: dict[str, Any]) -> JoinRequest:
     """Validate ``POST /api/v1/meetings/{id}/join``."""
-    fields = _Fields(body, ("name", "email", "role"))
-    name = _display_name(fields)
-    email = fields.text("email", EMAIL_MAX)
-    if email is not None and not _EMAIL.match(email):
-        raise InvalidField("'email' is not an e-mail address", field="email")
-    role = fields.choice("role", ROLES) or "participant"
-    return JoinRequest(name=name, email=email, role=cast(Role, role))
+    fields = _Fields(body, ("name", "email", "role", "invite"))
+    return JoinRequest(
+        name=_display_name(fields),
+        email=_email(fields),
+        role=cast(Role | None, fields.choice("role", ROLES)),
+        invite=fields.text("invite", INVITE_MAX),
+    )
 
 
 def parse_guest_join(body: dict[str, Any]) -> JoinRequest:
-    """Validate the browser's ``POST /m/{id}/join``: a name, nothing else."""
-    return JoinRequest(name=_display_name(_Fields(body, ("name",))))
+    """Validate the browser's ``POST /m/{id}/join``: a name, and an invite if there is one."""
+    fields = _Fields(body, ("name", "invite"))
+    return JoinRequest(name=_display_name(fields), invite=fields.text("invite", INVITE_MAX))
+
+
+def parse_access_query(body: dict[str, Any]) -> AccessQuery:
+    """Validate ``POST /api/v1/meetings/{id}/validate-access``."""
+    fields = _Fields(body, ("name", "email", "role", "identity", "invite"))
+    name = fields.text("name", NAME_MAX) or "someone"
+    return AccessQuery(
+        name=name,
+        email=_email(fields),
+        role=cast(Role | None, fields.choice("role", ROLES)),
+        identity=fields.text("identity", IDENTITY_MAX),
+        invite=fields.text("invite", INVITE_MAX),
+    )
+
+
+def parse_invite(body: dict[str, Any]) -> InviteRequest:
+    """Validate ``POST /api/v1/meetings/{id}/invites``."""
+    fields = _Fields(body, ("email", "role", "expires_in_s", "max_uses"))
+    expires_in_s = fields.integer("expires_in_s", 1, MAX_INVITE_TTL_S)
+    return InviteRequest(
+        email=_email(fields),
+        role=cast(Role | None, fields.choice("role", ROLES)),
+        expires_in_s=DEFAULT_INVITE_TTL_S if expires_in_s is None else expires_in_s,
+        max_uses=fields.integer("max_uses", 1, MAX_INVITE_USES),
+    )
+
+
+def parse_denial(body: dict[str, Any]) -> str | None:
+    """Validate ``POST .../lobby/{pid}/deny``: an optional reason."""
+    return _Fields(body, ("reason",)).text("reason", REASON_MAX)
+
+
+def parse_mute(body: dict[str, Any]) -> str:
+    """Validate ``POST .../participants/{pid}/mute``: which kind of media."""
+    kind = _Fields(body, ("kind",)).choice("kind", ("audio", "video"))
+    if kind is None:
+        raise InvalidField("'kind' is required: audio or video", field="kind")
+    return kind
+
+
+def parse_removal(body: dict[str, Any]) -> Removal:
+    """Validate ``POST .../participants/{pid}/remove``."""
+    fields = _Fields(body, ("block", "reason"))
+    return Removal(block=fields.boolean("block", False), reason=fields.text("reason", REASON_MAX))
+
+
+def parse_promotion(body: dict[str, Any]) -> Role:
+    """Validate ``POST .../participants/{pid}/promote``: the new role."""
+    role = _Fields(body, ("role",)).choice("role", ROLES)
+    if role is None:
+        raise InvalidField(f"'role' is required: one of {', '.join(ROLES)}", field="role")
+    return cast(Role, role)
+
+
+def parse_chat_post(body: dict[str, Any], max_chars: int) -> ChatPost:
+    """Validate ``POST /api/v1/meetings/{id}/chat``: 1 to ``max_chars`` characters."""
+    fields = _Fields(body, ("text", "to"))
+    value = body.get("text")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidField("'text' must be a non-empty string", field="text")
+    if len(value) > max_chars:
+        raise InvalidField(
+            f"'text' must be at most {max_chars} characters", field="text", max_length=max_chars
+        )
+    return ChatPost(text=value, to=fields.text("to", IDENTITY_MAX))
+
+
+def parse_breakout_plan(body: dict[str, Any]) -> BreakoutPlan:
+    """Validate ``POST /api/v1/meetings/{id}/breakout-rooms``."""
+    fields = _Fields(body, ("count", "rooms", "assignments", "auto_assign", "duration_s"))
+    count = fields.integer("count", 1, MAX_ROOMS)
+    names = _room_names(body.get("rooms"))
+    if names is None:
+        if count is None:
+            raise InvalidField("give 'count' or 'rooms'", field="count")
+        names = tuple(f"Room {index + 1}" for index in range(count))
+    elif count is not None and count != len(names):
+        raise InvalidField("'count' does not match the number of 'rooms'", field="count")
+    assignments = body.get("assignments") or {}
+    if not isinstance(assignments, dict):
+        raise InvalidField(
+            "'assignments' must map participant ids to room indexes", field="assignments"
+        )
+    for participant_id, index in assignments.items():
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(names):
+            raise InvalidField(
+                f"'assignments.{participant_id}' must be a room index from 0 to {len(names) - 1}",
+                field="assignments",
+                participant_id=participant_id,
+            )
+    return BreakoutPlan(
+        names=names,
+        assignments=dict(assignments),
+        auto_assign=fields.boolean("auto_assign", False),
+        duration_s=fields.integer("duration_s", 1, MAX_DURATION_S),
+    )
+
+
+def parse_breakout_move(body: dict[str, Any]) -> tuple[str, str | None]:
+    """Validate ``POST .../breakout-rooms/move``: who, and to which room (null: main)."""
+    fields = _Fields(body, ("participant_id", "room_id"))
+    participant_id = fields.text("participant_id", IDENTITY_MAX, required=True) or ""
+    if "room_id" not in body:
+        raise InvalidField("'room_id' is required (null: the main meeting)", field="room_id")
+    return participant_id, fields.text("room_id", IDENTITY_MAX)
+
+
+def _room_names(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ROOMS:
+        raise InvalidField(f"'rooms' must be a list of 1 to {MAX_ROOMS} rooms", field="rooms")
+    names = []
+    for index, room in enumerate(value):
+        if not isinstance(room, dict) or set(room) - {"name"}:
+            raise InvalidField(f"'rooms[{index}]' must be an object {{name}}", field="rooms")
+        name = room.get("name", f"Room {index + 1}")
+        if not isinstance(name, str) or not name.strip() or len(name.strip()) > ROOM_NAME_MAX:
+            raise InvalidField(
+                f"'rooms[{index}].name' must be 1 to {ROOM_NAME_MAX} characters", field="rooms"
+            )
+        if _CONTROL.search(name):
+            raise InvalidField(f"'rooms[{index}].name' has control characters", field="rooms")
+        names.append(name.strip())
+    return tuple(names)
+
+
+def _email(fields: _Fields) -> str | None:
+    email = fields.text("email", EMAIL_MAX)
+    if email is not None and not _EMAIL.match(email):
+        raise InvalidField("'email' is not an e-mail address", field="email")
+    return email
 
 
 def _display_name(fields: _Fields) -> str:
@@ -179,6 +394,24 @@ class _Fields:
                 f"'{name}' must be at most {max_length} characters",
                 field=name,
                 max_length=max_length,
+            )
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._body.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise InvalidField(f"'{name}' must be true or false", field=name)
+        return value
+
+    def integer(self, name: str, minimum: int, maximum: int) -> int | None:
+        value = self._body.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            raise InvalidField(
+                f"'{name}' must be an integer from {minimum} to {maximum}", field=name
             )
         return value
 

@@ -10,14 +10,20 @@
     │   └── InvalidParameter          invalid_parameter     400
     ├── Unauthorized                  unauthorized          401
     ├── Forbidden                     forbidden             403
+    │   └── AccessDenied              access_denied         403  (details.rule)
     ├── NotFound                      not_found             404
-    │   └── MeetingNotFound           meeting_not_found     404
+    │   ├── MeetingNotFound           meeting_not_found     404
+    │   └── ParticipantNotFound       participant_not_found 404
     ├── MethodNotAllowed              method_not_allowed    405
     ├── Conflict                      conflict              409
     │   ├── MeetingEnded              meeting_ended         409
-    │   └── InvalidTransition         invalid_transition    409
-    └── PayloadTooLarge               payload_too_large     413
+    │   ├── MeetingFull               meeting_full          409  (details.rule)
+    │   ├── InvalidTransition         invalid_transition    409
+    │   └── NotConnected              not_connected         409
+    ├── PayloadTooLarge               payload_too_large     413
+    └── RateLimited                   rate_limited          429  (Retry-After)
 
+An error may carry HTTP headers (``RateLimited`` sets ``Retry-After``).
 Anything else that escapes a handler is a bug: :func:`http_error` turns it
 into a 500 ``internal`` whose body says nothing about the internals (the edge
 logs the traceback). Every error body has the shape
@@ -26,9 +32,11 @@ logs the traceback). Every error body has the shape
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
+    "AccessDenied",
     "BadRequest",
     "Conflict",
     "ControlError",
@@ -38,10 +46,14 @@ __all__ = [
     "InvalidParameter",
     "InvalidTransition",
     "MeetingEnded",
+    "MeetingFull",
     "MeetingNotFound",
     "MethodNotAllowed",
+    "NotConnected",
     "NotFound",
+    "ParticipantNotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "Unauthorized",
     "UnknownField",
     "http_error",
@@ -57,6 +69,11 @@ class ControlError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with this error's response."""
+        return {}
 
 
 class BadRequest(ControlError):
@@ -87,12 +104,22 @@ class Forbidden(ControlError):
     code = "forbidden"
 
 
+class AccessDenied(Forbidden):
+    """An admission rule refused someone; ``details.rule`` names the rule."""
+
+    code = "access_denied"
+
+
 class NotFound(ControlError):
     code = "not_found"
 
 
 class MeetingNotFound(NotFound):
     code = "meeting_not_found"
+
+
+class ParticipantNotFound(NotFound):
+    code = "participant_not_found"
 
 
 class MethodNotAllowed(ControlError):
@@ -107,12 +134,35 @@ class MeetingEnded(Conflict):
     code = "meeting_ended"
 
 
+class MeetingFull(Conflict):
+    """``max_participants`` is reached; ``details.rule`` is ``max_participants``."""
+
+    code = "meeting_full"
+
+
 class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class NotConnected(Conflict):
+    """The participant is not connected to the meeting's media now."""
+
+    code = "not_connected"
+
+
 class PayloadTooLarge(ControlError):
     code = "payload_too_large"
+
+
+class RateLimited(ControlError):
+    """Too many requests from one sender; ``details.retry_after_s`` says when to retry."""
+
+    code = "rate_limited"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        retry = self.details.get("retry_after_s", 1)
+        return {"Retry-After": str(max(1, math.ceil(float(retry))))}
 
 
 _STATUS: tuple[tuple[type[ControlError], int], ...] = (
@@ -123,6 +173,7 @@ _STATUS: tuple[tuple[type[ControlError], int], ...] = (
     (MethodNotAllowed, 405),
     (Conflict, 409),
     (PayloadTooLarge, 413),
+    (RateLimited, 429),
 )
 
 

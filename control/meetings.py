@@ -1,7 +1,9 @@
-"""Meetings: create, read, page through, change and delete them.
+"""Meetings: create, read, page through, change, start, end and delete them.
 
 Status moves forward only: ``scheduled`` -> ``live`` -> ``ended`` (a meeting
-may also end without having been live). An ended meeting stays ended.
+may also end without having been live). An ended meeting stays ended: its
+participants are disconnected, those waiting in its lobby are turned away,
+and nobody joins it again.
 """
 
 from __future__ import annotations
@@ -10,15 +12,19 @@ import base64
 import binascii
 import dataclasses
 import datetime
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
+from .audit import AuditEntry
+from .auth import Caller
 from .bodies import MeetingChanges, MeetingDraft
-from .errors import InvalidParameter, InvalidTransition, MeetingNotFound
-from .store import Meeting, MeetingStatus, Store, new_id
+from .context import ControlContext, not_found
+from .errors import InvalidParameter, InvalidTransition
+from .lobby import Lobby
+from .params import MAX_PAGE_SIZE
+from .store import Meeting, MeetingStatus, new_id
 
 __all__ = ["MAX_PAGE_SIZE", "Meetings", "MeetingsPage"]
 
-MAX_PAGE_SIZE = 100
 _STATUS_ORDER: dict[MeetingStatus, int] = {"scheduled": 0, "live": 1, "ended": 2}
 
 
@@ -30,18 +36,18 @@ class MeetingsPage:
     next_cursor: str | None
 
 
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class Meetings:
-    """The meeting lifecycle on top of a :class:`~control.store.Store`."""
+    """The meeting lifecycle on top of the store, telling the media plane when one ends."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime.datetime] = utc_now) -> None:
-        self._store = store
-        self._clock = clock
+    def __init__(self, context: ControlContext, lobby: Lobby) -> None:
+        self._context = context
+        self._store = context.store
+        self._clock = context.clock
+        self._lobby = lobby
+        # Run after a meeting ended or was deleted (breakout timers, ...).
+        self.on_end: list[Callable[[str], Awaitable[None]]] = []
 
-    async def create(self, draft: MeetingDraft) -> Meeting:
+    async def create(self, draft: MeetingDraft, caller: Caller) -> Meeting:
         """Store a new scheduled meeting under a fresh id."""
         now = self._clock()
         meeting = Meeting(
@@ -54,15 +60,13 @@ class Meetings:
             created_at=now,
             updated_at=now,
         )
-        await self._store.create_meeting(meeting)
+        entry = AuditEntry(meeting.id, caller.actor, "meeting.create", now, target=meeting.id)
+        await self._store.create_meeting(meeting, [entry])
         return meeting
 
     async def get(self, meeting_id: str) -> Meeting:
         """The meeting, or MeetingNotFound."""
-        meeting = await self._store.get_meeting(meeting_id)
-        if meeting is None:
-            raise _not_found(meeting_id)
-        return meeting
+        return await self._context.meeting(meeting_id)
 
     async def page(self, limit: int, cursor: str | None) -> MeetingsPage:
         """Up to ``limit`` meetings after ``cursor`` (from the previous page)."""
@@ -73,8 +77,17 @@ class Meetings:
         next_cursor = _encode_cursor(meetings[-1]) if len(rows) > limit else None
         return MeetingsPage(meetings=meetings, next_cursor=next_cursor)
 
-    async def update(self, meeting_id: str, changes: MeetingChanges) -> Meeting:
+    async def start(self, meeting_id: str, caller: Caller) -> Meeting:
+        """Make a meeting live (a live one stays live); an ended one cannot start again."""
+        return await self.update(meeting_id, MeetingChanges(status="live"), caller)
+
+    async def end(self, meeting_id: str, caller: Caller) -> Meeting:
+        """End a meeting for good: everyone is disconnected, nobody joins again."""
+        return await self.update(meeting_id, MeetingChanges(status="ended"), caller)
+
+    async def update(self, meeting_id: str, changes: MeetingChanges, caller: Caller) -> Meeting:
         """Apply a PATCH; InvalidTransition if the status would move backwards."""
+        waiting = await self._store.list_participants(meeting_id, ("waiting",))
 
         def change(meeting: Meeting) -> Meeting:
             status = changes.status or meeting.status
@@ -97,19 +110,64 @@ class Meetings:
                 updated_at=self._clock(),
             )
 
-        meeting = await self._store.update_meeting(meeting_id, change)
+        def audit(before: Meeting, after: Meeting) -> Sequence[AuditEntry]:
+            return _lifecycle_entries(before, after, caller, self._clock())
+
+        meeting = await self._store.update_meeting(meeting_id, change, audit)
         if meeting is None:
-            raise _not_found(meeting_id)
+            raise not_found(meeting_id)
+        if meeting.status == "ended" and changes.status == "ended":
+            for participant in waiting:
+                self._lobby.decided(participant.id)
+            await self._ended(meeting_id, "meeting ended")
         return meeting
 
-    async def delete(self, meeting_id: str) -> None:
-        """Delete the meeting and its participants, or MeetingNotFound."""
-        if not await self._store.delete_meeting(meeting_id):
-            raise _not_found(meeting_id)
+    async def delete(self, meeting_id: str, caller: Caller) -> None:
+        """Delete the meeting and everything about it but its audit log, or MeetingNotFound."""
+        entry = AuditEntry(meeting_id, caller.actor, "meeting.delete", self._clock(), meeting_id)
+        waiting = await self._store.list_participants(meeting_id, ("waiting",))
+        if not await self._store.delete_meeting(meeting_id, [entry]):
+            raise not_found(meeting_id)
+        for participant in waiting:
+            self._lobby.decided(participant.id)
+        await self._ended(meeting_id, "meeting deleted")
+
+    async def _ended(self, meeting_id: str, reason: str) -> None:
+        await self._context.media.end_meeting(meeting_id, reason)
+        for hook in self.on_end:
+            await hook(meeting_id)
 
 
-def _not_found(meeting_id: str) -> MeetingNotFound:
-    return MeetingNotFound(f"no meeting with id '{meeting_id}'", meeting_id=meeting_id)
+def _lifecycle_entries(
+    before: Meeting, after: Meeting, caller: Caller, now: datetime.datetime
+) -> list[AuditEntry]:
+    entries = []
+    if before.status != after.status:
+        action = {"live": "meeting.start", "ended": "meeting.end"}.get(
+            after.status, "meeting.update"
+        )
+        entries.append(
+            AuditEntry(
+                after.id,
+                caller.actor,
+                action,
+                now,
+                target=after.id,
+                details={"from": before.status, "to": after.status},
+            )
+        )
+    changed = [
+        name
+        for name in ("title", "description", "host_identity", "scheduled_start")
+        if getattr(before, name) != getattr(after, name)
+    ]
+    if changed:
+        entries.append(
+            AuditEntry(
+                after.id, caller.actor, "meeting.update", now, after.id, details={"fields": changed}
+            )
+        )
+    return entries
 
 
 def _encode_cursor(meeting: Meeting) -> str:

@@ -1,202 +1,144 @@
 """The OpenAPI 3.1 description of the control plane's HTTP interface.
 
-Written by hand to match :mod:`control.api`, :mod:`control.webpages` and
-:mod:`control.app`; ``tests/control/test_api.py`` checks that every route of
-the application is described here, and nothing else, and that responses
-carry the fields the schemas list.
+Written by hand to match the handlers (:mod:`control.api`,
+:mod:`control.api_moderation`, :mod:`control.api_collaboration`,
+:mod:`control.webpages`, :mod:`control.app`); ``tests/control/test_api.py``
+checks that every route of the application is described here, and nothing
+else, and that answers carry the fields the schemas list. Schemas live in
+:mod:`control.openapi_schemas`.
+
+Every operation names the callers it accepts in ``x-townhall-scope``:
+``admin`` (the API key), ``host`` (the key, or a host's control token for
+that meeting), ``participant`` (the key, or the control token of anyone in
+that meeting), ``self-or-host`` or ``public``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from .bodies import DESCRIPTION_MAX, EMAIL_MAX, IDENTITY_MAX, NAME_MAX, TITLE_MAX
-from .meetings import MAX_PAGE_SIZE
+from .lobby import MAX_WAIT_S
+from .openapi_schemas import SCHEMAS, ref
+from .params import MAX_PAGE_SIZE
 
 __all__ = ["openapi_document"]
 
 _JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+Scope = Literal["admin", "host", "participant", "self-or-host", "public"]
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "admin": [{"apiKey": []}],
+    "host": [{"apiKey": []}, {"controlToken": []}],
+    "participant": [{"apiKey": []}, {"controlToken": []}],
+    "self-or-host": [{"apiKey": []}, {"controlToken": []}],
+    "public": [],
+}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {_JSON: {"schema": schema}}}
 
 
-def _request(schema_name: str) -> dict[str, Any]:
-    return {"required": True, "content": {_JSON: {"schema": _ref(schema_name)}}}
-
-
 def _error(description: str) -> dict[str, Any]:
-    return _json(_ref("Error"), description)
+    return _json(ref("Error"), description)
 
 
-_MEETING_ID = {
-    "name": "meeting_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-}
-_NOT_FOUND = _error("No such meeting (`meeting_not_found`).")
-_UNAUTHORIZED = _error("Missing or wrong API key (`unauthorized`).")
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_MEETING_ID = _path_parameter("meeting_id")
+_PARTICIPANT_ID = _path_parameter("participant_id")
 _BAD_REQUEST = _error(
-    "Malformed body: `invalid_json`, `unknown_field`, `invalid_field` (details name the field)."
+    "Malformed body or parameter: `invalid_json`, `unknown_field`, `invalid_field`, "
+    "`invalid_parameter` (details name the field or parameter)."
 )
+_UNAUTHORIZED = _error("Missing or invalid API key or control token (`unauthorized`).")
+_FORBIDDEN = _error(
+    "The control token does not allow this: another meeting, not a host, or removed (`forbidden`)."
+)
+_NOT_FOUND = _error("No such meeting (`meeting_not_found`) or participant.")
 _TOO_LARGE = _error("The body is larger than `server.max_body_bytes` (`payload_too_large`).")
-_JOINED = _json(_ref("JoinResponse"), "Joined: a token and where to connect with it.")
 _ENDED = _error("The meeting has ended (`meeting_ended`).")
+_PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    },
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
 
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_TIMESTAMP = {"type": "string", "format": "date-time"}
-_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
-_SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "details"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {"type": "object"},
-                },
-            }
-        },
-    },
-    "Meeting": {
-        "type": "object",
-        "required": [
-            "id",
-            "title",
-            "description",
-            "host_identity",
-            "scheduled_start",
-            "status",
-            "join_url",
-            "created_at",
-            "updated_at",
-        ],
-        "properties": {
-            "id": {"type": "string"},
-            "title": {"type": "string"},
-            "description": {"type": "string"},
-            "host_identity": _NULLABLE_STRING,
-            "scheduled_start": _NULLABLE_TIMESTAMP,
-            "status": {"enum": ["scheduled", "live", "ended"]},
-            "join_url": {"type": "string", "format": "uri"},
-            "created_at": _TIMESTAMP,
-            "updated_at": _TIMESTAMP,
-        },
-    },
-    "MeetingCreate": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["title"],
-        "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX},
-            "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
-            "scheduled_start": {**_TIMESTAMP, "description": "With a UTC offset, e.g. `Z`."},
-            "host_identity": {"type": "string", "maxLength": IDENTITY_MAX},
-        },
-    },
-    "MeetingUpdate": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "Absent fields keep their value; `null` clears an optional one. "
-        "Status only moves forward: scheduled → live → ended.",
-        "properties": {
-            "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX},
-            "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
-            "scheduled_start": _NULLABLE_TIMESTAMP,
-            "host_identity": {"type": ["string", "null"], "maxLength": IDENTITY_MAX},
-            "status": {"enum": ["scheduled", "live", "ended"]},
-        },
-    },
-    "MeetingList": {
-        "type": "object",
-        "required": ["meetings", "next_cursor"],
-        "properties": {
-            "meetings": {"type": "array", "items": _ref("Meeting")},
-            "next_cursor": {
-                "type": ["string", "null"],
-                "description": "Pass as `cursor` for the next page; null on the last page.",
-            },
-        },
-    },
-    "JoinRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
-            "email": {"type": "string", "format": "email", "maxLength": EMAIL_MAX},
-            "role": {"enum": ["host", "participant", "viewer"], "default": "participant"},
-        },
-    },
-    "GuestJoinRequest": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["name"],
-        "properties": {
-            "name": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": NAME_MAX,
-                "description": "Trimmed; no control characters.",
-            }
-        },
-    },
-    "IceServer": {
-        "type": "object",
-        "required": ["urls"],
-        "properties": {
-            "urls": {"type": "array", "items": {"type": "string"}},
-            "username": {"type": "string"},
-            "credential": {"type": "string"},
-        },
-    },
-    "JoinResponse": {
-        "type": "object",
-        "required": [
-            "participant_id",
-            "meeting_id",
-            "meeting_title",
-            "name",
-            "role",
-            "token",
-            "signaling_url",
-            "ice_servers",
-            "status",
-        ],
-        "properties": {
-            "participant_id": {"type": "string"},
-            "meeting_id": {"type": "string"},
-            "meeting_title": {"type": "string"},
-            "name": {"type": "string"},
-            "role": {"enum": ["host", "participant", "viewer"]},
-            "token": {
-                "type": "string",
-                "description": "Signed join token (JWT, HS256); send it in the signaling "
-                "`join` frame.",
-            },
-            "signaling_url": {"type": "string", "format": "uri"},
-            "ice_servers": {"type": "array", "items": _ref("IceServer")},
-            "status": {"const": "joined"},
-        },
-    },
+def _op(
+    operation_id: str,
+    summary: str,
+    scope: Scope,
+    responses: dict[str, Any],
+    *,
+    body: str | None = None,
+    optional_body: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "x-townhall-scope": scope,
+        "security": _SECURITY[scope],
+    }
+    if description:
+        operation["description"] = description
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {
+            "required": not optional_body,
+            "content": {_JSON: {"schema": ref(body)}},
+        }
+    common: dict[str, Any] = {"404": _NOT_FOUND}
+    if scope != "public":
+        common.update({"401": _UNAUTHORIZED, "403": _FORBIDDEN})
+    if body is not None:
+        common.update({"400": _BAD_REQUEST, "413": _TOO_LARGE})
+    operation["responses"] = {**common, **responses}
+    return operation
+
+
+def _meeting_path(**operations: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [_MEETING_ID], **operations}
+
+
+def _participant_path(**operations: dict[str, Any]) -> dict[str, Any]:
+    return {"parameters": [_MEETING_ID, _PARTICIPANT_ID], **operations}
+
+
+_JOINED = _json(
+    ref("JoinResponse"),
+    "Let in (`status: joined`, with a join token) or waiting in the lobby "
+    "(`status: waiting`, poll `lobby_url`).",
+)
+_ADMISSION_ERRORS = {
+    "403": _error(
+        "Refused by an admission rule (`access_denied`; `details.rule` names it: "
+        "`invite`, `require_e2ee`, `blocked_users`, `allowed_domains`, `allow_anonymous_join`)."
+    ),
+    "409": _error(
+        "The meeting has ended (`meeting_ended`) or is full (`meeting_full`, "
+        "`details.rule: max_participants`)."
+    ),
 }
+_PARTICIPANT = _json(ref("Participant"), "The participant.")
+_BREAKOUT = _json(ref("Breakout"), "The open rooms (none: an empty list).")
+
+_MEETINGS = "/api/v1/meetings"
+_M = "/api/v1/meetings/{meeting_id}"
 
 _PATHS: dict[str, Any] = {
     "/healthz": {
         "get": {
             "operationId": "healthz",
             "summary": "Liveness: the process serves HTTP.",
+            "x-townhall-scope": "public",
             "security": [],
             "responses": {
                 "200": _json(
@@ -209,100 +151,298 @@ _PATHS: dict[str, Any] = {
         "get": {
             "operationId": "openapi",
             "summary": "This document.",
+            "x-townhall-scope": "public",
             "security": [],
             "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document.")},
         }
     },
-    "/api/v1/meetings": {
-        "post": {
-            "operationId": "createMeeting",
-            "summary": "Create a meeting.",
-            "requestBody": _request("MeetingCreate"),
-            "responses": {
-                "201": _json(_ref("Meeting"), "Created."),
-                "400": _BAD_REQUEST,
-                "401": _UNAUTHORIZED,
-                "413": _TOO_LARGE,
+    _MEETINGS: {
+        "post": _op(
+            "createMeeting",
+            "Create a meeting.",
+            "admin",
+            {"201": _json(ref("Meeting"), "Created.")},
+            body="MeetingCreate",
+        ),
+        "get": _op(
+            "listMeetings",
+            "List meetings, newest first, one page at a time.",
+            "admin",
+            {
+                "200": _json(ref("MeetingList"), "A page of meetings."),
+                "400": _error("Bad `limit` or `cursor`, or an unknown parameter."),
             },
-        },
-        "get": {
-            "operationId": "listMeetings",
-            "summary": "List meetings, newest first, one page at a time.",
-            "parameters": [
+            parameters=_PAGE,
+        ),
+    },
+    _M: _meeting_path(
+        get=_op("getMeeting", "Get a meeting.", "participant", {"200": _json(ref("Meeting"), "")}),
+        patch=_op(
+            "updateMeeting",
+            "Change a meeting's fields or status.",
+            "admin",
+            {
+                "200": _json(ref("Meeting"), "The updated meeting."),
+                "409": _error("The status would move backwards (`invalid_transition`)."),
+            },
+            body="MeetingUpdate",
+        ),
+        delete=_op(
+            "deleteMeeting",
+            "Delete a meeting and its records (its audit log stays); everyone is disconnected.",
+            "admin",
+            {"204": {"description": "Deleted."}},
+        ),
+    ),
+    f"{_M}/start": _meeting_path(
+        post=_op(
+            "startMeeting",
+            "Make the meeting live.",
+            "host",
+            {
+                "200": _json(ref("Meeting"), "The live meeting."),
+                "409": _error("The meeting has ended (`invalid_transition`)."),
+            },
+        )
+    ),
+    f"{_M}/end": _meeting_path(
+        post=_op(
+            "endMeeting",
+            "End the meeting for good: everyone is disconnected, the lobby is turned away, "
+            "later joins are refused (409).",
+            "host",
+            {"200": _json(ref("Meeting"), "The ended meeting.")},
+        )
+    ),
+    f"{_M}/join": _meeting_path(
+        post=_op(
+            "joinMeeting",
+            "Admit a user the caller vouches for, by the meeting's policy.",
+            "admin",
+            {"200": _JOINED, **_ADMISSION_ERRORS},
+            body="JoinRequest",
+            description="Rules, in order: meeting ended, invite, require_e2ee, blocked_users, "
+            "allowed_domains, allow_anonymous_join, max_participants, require_waiting_room "
+            "(hosts do not wait). Every decision is audited.",
+        )
+    ),
+    f"{_M}/validate-access": _meeting_path(
+        post=_op(
+            "validateAccess",
+            "Would this person be let in, and if not by which rule? Writes nothing.",
+            "admin",
+            {"200": _json(ref("AccessDecision"), "The decision a join would get now.")},
+            body="AccessQuery",
+        )
+    ),
+    f"{_M}/invites": _meeting_path(
+        post=_op(
+            "createInvite",
+            "Mint a signed invite link, maybe bound to an e-mail address, granting a role, "
+            "with an expiry and a use limit.",
+            "host",
+            {"201": _json(ref("Invite"), "The invite."), "409": _ENDED},
+            body="InviteCreate",
+        )
+    ),
+    f"{_M}/policy": _meeting_path(
+        get=_op(
+            "getPolicy", "The meeting's access policy.", "host", {"200": _json(ref("Policy"), "")}
+        ),
+        put=_op(
+            "replacePolicy",
+            "Replace the whole policy; it takes effect at once for everyone connected.",
+            "host",
+            {"200": _json(ref("Policy"), "The new policy.")},
+            body="Policy",
+        ),
+        patch=_op(
+            "updatePolicy",
+            "Change some keys of the policy; it takes effect at once.",
+            "host",
+            {"200": _json(ref("Policy"), "The new policy.")},
+            body="PolicyUpdate",
+        ),
+    ),
+    f"{_M}/lobby": _meeting_path(
+        get=_op(
+            "lobby",
+            "Who waits in the lobby (also pushed live to connected hosts as `lobby` frames).",
+            "host",
+            {"200": _json(ref("Lobby"), "The waiting list, first come first.")},
+        )
+    ),
+    f"{_M}/lobby/{{participant_id}}": _participant_path(
+        get=_op(
+            "pollLobby",
+            "A waiter's standing, long-polled: answers when a host decides or after `wait` s.",
+            "self-or-host",
+            {"200": _json(ref("LobbyStanding"), "waiting, joined (with a join token) or denied.")},
+            parameters=[
                 {
-                    "name": "limit",
+                    "name": "wait",
                     "in": "query",
                     "schema": {
                         "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_PAGE_SIZE,
-                        "default": 20,
+                        "minimum": 0,
+                        "maximum": int(MAX_WAIT_S),
+                        "default": 0,
                     },
-                },
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                }
             ],
-            "responses": {
-                "200": _json(_ref("MeetingList"), "A page of meetings."),
-                "400": _error("Bad `limit` or `cursor`, or an unknown parameter."),
-                "401": _UNAUTHORIZED,
+        ),
+        delete=_op(
+            "leaveLobby",
+            "Stop waiting.",
+            "self-or-host",
+            {
+                "204": {"description": "Left the lobby."},
+                "409": _error("Not waiting (`invalid_transition`)."),
             },
-        },
-    },
-    "/api/v1/meetings/{meeting_id}": {
-        "parameters": [_MEETING_ID],
-        "get": {
-            "operationId": "getMeeting",
-            "summary": "Get a meeting.",
-            "responses": {
-                "200": _json(_ref("Meeting"), "The meeting."),
-                "401": _UNAUTHORIZED,
-                "404": _NOT_FOUND,
+        ),
+    ),
+    f"{_M}/lobby/{{participant_id}}/admit": _participant_path(
+        post=_op(
+            "admit",
+            "Let a waiter in.",
+            "host",
+            {
+                "200": _PARTICIPANT,
+                "409": _error(
+                    "Not waiting (`invalid_transition`), or the meeting is full "
+                    "(`meeting_full`) or has ended."
+                ),
             },
-        },
-        "patch": {
-            "operationId": "updateMeeting",
-            "summary": "Change a meeting's fields or status.",
-            "requestBody": _request("MeetingUpdate"),
-            "responses": {
-                "200": _json(_ref("Meeting"), "The updated meeting."),
-                "400": _BAD_REQUEST,
-                "401": _UNAUTHORIZED,
-                "404": _NOT_FOUND,
-                "409": _error("The status would move backwards (`invalid_transition`)."),
-                "413": _TOO_LARGE,
+        )
+    ),
+    f"{_M}/lobby/{{participant_id}}/deny": _participant_path(
+        post=_op(
+            "deny",
+            "Turn a waiter away.",
+            "host",
+            {"200": _PARTICIPANT, "409": _error("Not waiting (`invalid_transition`).")},
+            body="Denial",
+            optional_body=True,
+        )
+    ),
+    f"{_M}/participants": _meeting_path(
+        get=_op(
+            "listParticipants",
+            "Everyone let in, with whether they are connected now and their media state.",
+            "host",
+            {"200": _json(ref("ParticipantList"), "In join order.")},
+        )
+    ),
+    f"{_M}/participants/{{participant_id}}/mute": _participant_path(
+        post=_op(
+            "muteParticipant",
+            "Stop forwarding a participant's audio or video; they are told.",
+            "host",
+            {
+                "200": _json(ref("MuteResult"), "Muted."),
+                "409": _error("Not connected (`not_connected`)."),
             },
-        },
-        "delete": {
-            "operationId": "deleteMeeting",
-            "summary": "Delete a meeting and its participant records.",
-            "responses": {
-                "204": {"description": "Deleted."},
-                "401": _UNAUTHORIZED,
-                "404": _NOT_FOUND,
-            },
-        },
-    },
-    "/api/v1/meetings/{meeting_id}/join": {
-        "parameters": [_MEETING_ID],
-        "post": {
-            "operationId": "joinMeeting",
-            "summary": "Admit a user the caller vouches for; returns a join token.",
-            "requestBody": _request("JoinRequest"),
-            "responses": {
-                "200": _JOINED,
-                "400": _BAD_REQUEST,
-                "401": _UNAUTHORIZED,
-                "404": _NOT_FOUND,
+            body="Mute",
+        )
+    ),
+    f"{_M}/participants/{{participant_id}}/remove": _participant_path(
+        post=_op(
+            "removeParticipant",
+            "Disconnect a participant (`bye` with the reason); with `block`, for good.",
+            "host",
+            {"200": _PARTICIPANT},
+            body="Removal",
+            optional_body=True,
+        )
+    ),
+    f"{_M}/participants/{{participant_id}}/promote": _participant_path(
+        post=_op(
+            "promoteParticipant",
+            "Change a participant's role; their permissions change at once.",
+            "host",
+            {"200": _PARTICIPANT, "409": _error("No longer in the meeting.")},
+            body="Promotion",
+        )
+    ),
+    f"{_M}/chat": _meeting_path(
+        post=_op(
+            "postChat",
+            "Send a chat message to everyone or, with `to`, to one participant.",
+            "participant",
+            {
+                "201": _json(ref("ChatMessage"), "Kept and delivered."),
+                "403": _error("Not allowed to chat (role and `chat_permissions`)."),
                 "409": _ENDED,
-                "413": _TOO_LARGE,
+                "429": _error(
+                    "Too many messages (`rate_limited`): 5 at once, then 1 a second; "
+                    "see `Retry-After`."
+                ),
             },
-        },
-    },
+            body="ChatPost",
+            description="With a control token the sender is that participant; with the API "
+            "key the sender is `system`.",
+        ),
+        get=_op(
+            "readChat",
+            "Chat history, oldest first: public messages and the caller's direct messages "
+            "(everything for the admin).",
+            "participant",
+            {"200": _json(ref("ChatPage"), "A page of messages.")},
+            parameters=_PAGE,
+        ),
+    ),
+    f"{_M}/breakout-rooms": _meeting_path(
+        post=_op(
+            "openBreakoutRooms",
+            "Open breakout rooms and move participants into them.",
+            "host",
+            {
+                "201": _BREAKOUT,
+                "409": _error("Rooms are open already (`conflict`), or the meeting has ended."),
+            },
+            body="BreakoutCreate",
+        ),
+        get=_op("breakoutRooms", "The open breakout rooms.", "participant", {"200": _BREAKOUT}),
+        delete=_op(
+            "closeBreakoutRooms",
+            "Bring everyone back to the main meeting, now or after a countdown announced "
+            "to the clients (`closes_at`).",
+            "host",
+            {"200": _BREAKOUT, "400": _error("Bad `countdown_s`.")},
+            parameters=[
+                {
+                    "name": "countdown_s",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 3600, "default": 0},
+                }
+            ],
+        ),
+    ),
+    f"{_M}/breakout-rooms/move": _meeting_path(
+        post=_op(
+            "moveToBreakoutRoom",
+            "Move one participant to a room, or back to the main meeting (`room_id: null`).",
+            "host",
+            {"200": _BREAKOUT},
+            body="BreakoutMove",
+        )
+    ),
+    f"{_M}/audit": _meeting_path(
+        get=_op(
+            "auditLog",
+            "The meeting's audit log, oldest first: admissions, lobby and moderation "
+            "decisions, policy changes (before/after), breakout changes, start/end.",
+            "admin",
+            {"200": _json(ref("AuditPage"), "A page of entries.")},
+            parameters=_PAGE,
+        )
+    ),
     "/m/{meeting_id}": {
         "parameters": [_MEETING_ID],
         "get": {
             "operationId": "meetingPage",
             "summary": "The browser client for this meeting (the join link).",
+            "x-townhall-scope": "public",
             "security": [],
             "responses": {
                 "200": {"description": "HTML page.", "content": {"text/html": {}}},
@@ -310,30 +450,22 @@ _PATHS: dict[str, Any] = {
             },
         },
     },
-    "/m/{meeting_id}/join": {
-        "parameters": [_MEETING_ID],
-        "post": {
-            "operationId": "guestJoin",
-            "summary": "Join from the browser page with a name only, as an anonymous participant.",
-            "security": [],
-            "requestBody": _request("GuestJoinRequest"),
-            "responses": {
-                "200": _JOINED,
-                "400": _BAD_REQUEST,
-                "404": _NOT_FOUND,
-                "409": _ENDED,
-                "413": _TOO_LARGE,
-            },
-        },
-    },
+    "/m/{meeting_id}/join": _meeting_path(
+        post=_op(
+            "guestJoin",
+            "Join from the browser page with a name (anonymous) or with an invite.",
+            "public",
+            {"200": _JOINED, **_ADMISSION_ERRORS},
+            body="GuestJoinRequest",
+        )
+    ),
     "/static/{path}": {
         "get": {
             "operationId": "staticFile",
             "summary": "A file of the browser client.",
+            "x-townhall-scope": "public",
             "security": [],
-            "parameters": [
-                {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
-            ],
+            "parameters": [_path_parameter("path")],
             "responses": {
                 "200": {"description": "The file."},
                 "404": _error("No such file (`not_found`)."),
@@ -350,17 +482,30 @@ def openapi_document(public_url: str) -> dict[str, Any]:
         "info": {
             "title": "Townhall",
             "version": "1",
-            "description": "Meetings, joins and join tokens. Errors have the shape "
-            '`{"error": {"code", "message", "details"}}`. A join returns a token and '
-            "the signaling WebSocket URL of the SFU node that hosts the meeting.",
+            "description": "Meetings, admission by policy, lobby, moderation, chat, breakout "
+            'rooms and audit. Errors have the shape `{"error": {"code", "message", '
+            '"details"}}`. A join returns a join token for the SFU, the signaling WebSocket '
+            "URL, and a control token for the participant's own REST calls. Each operation "
+            "names its callers in `x-townhall-scope`.",
         },
         "servers": [{"url": public_url}],
         "security": [{"apiKey": []}],
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "The admin API key."}
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The admin API key.",
+                },
+                "controlToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A participant's control token (`control_token` of a join): "
+                    "acts for that participant on that meeting only, with their current role.",
+                },
             },
-            "schemas": _SCHEMAS,
+            "schemas": SCHEMAS,
         },
         "paths": _PATHS,
     }

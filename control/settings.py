@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .policy import Policy
+
 
 @dataclass(frozen=True)
 class ControlConfig:
@@ -27,6 +29,8 @@ class ControlConfig:
     max_body_bytes: int = 1024 * 1024
     # RTCIceServer dicts ({"urls": [...], "username"?, "credential"?}) for clients.
     ice_servers: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # The policy of a meeting that has none of its own (config ``[policy]``).
+    policy_defaults: Policy = field(default_factory=Policy)
 
     @property
     def database_path(self) -> Path:

@@ -1,0 +1,148 @@
+"""What the SFU tells the control plane (``townhall.contract.ControlEvents``).
+
+* ``participant_connected``: the participant holds a place while connected;
+  someone who should not be there any more (removed, blocked, the meeting
+  ended) is sent away at once, since a join token stays valid for minutes. A
+  host who connects is shown the lobby; someone with a breakout room is put
+  back in it.
+* ``participant_disconnected``: they no longer count against capacity.
+* ``chat_posted``: chat sent over the signaling socket, checked and kept by
+  the same rules as over REST; a refusal is ``ChatRefused``.
+
+What the control plane asks of the SFU in answer runs as a task of its own,
+after the SFU's call has returned, so that the SFU is never re-entered in
+the middle of admitting someone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from townhall.contract import ChatRefused
+
+from .breakout import Breakouts
+from .chat import Chat
+from .context import ControlContext
+from .errors import ControlError
+from .lobby import Lobby
+from .moderation import BLOCKED
+from .policy import policy_from_stored
+from .store import AdmissionSnapshot, Participant, Settlement
+
+__all__ = ["ControlPlaneEvents"]
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlaneEvents:
+    """The control plane's side of ``ControlEvents``."""
+
+    def __init__(
+        self, context: ControlContext, lobby: Lobby, breakouts: Breakouts, chat: Chat
+    ) -> None:
+        self._context = context
+        self._lobby = lobby
+        self._breakouts = breakouts
+        self._chat = chat
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def participant_connected(self, meeting_id: str, participant_id: str) -> None:
+        context = self._context
+        refusal: list[str] = []
+
+        def change(participant: Participant, snapshot: AdmissionSnapshot) -> Settlement:
+            policy = policy_from_stored(snapshot.policy, context.defaults)
+            if snapshot.meeting.status == "ended":
+                refusal.append("meeting ended")
+            elif participant.status not in ("joined", "left"):
+                refusal.append(participant.status_reason or "you are not in this meeting")
+            elif policy.blocks(participant.email, participant.identity):
+                refusal.append(BLOCKED)
+                return Settlement(
+                    dataclasses.replace(participant, status="removed", status_reason=BLOCKED)
+                )
+            else:
+                return Settlement(
+                    dataclasses.replace(
+                        participant, status="joined", status_reason=None, connected=True
+                    )
+                )
+            return Settlement()
+
+        try:
+            settlement = await context.store.update_participant(
+                meeting_id, participant_id, change, context.clock()
+            )
+        except Exception:
+            log.exception("participant_connected(%s, %s) failed", meeting_id, participant_id)
+            return
+        if settlement is None:
+            refusal.append("this meeting does not exist")
+        if refusal:
+            self._later(context.media.remove_participant(meeting_id, participant_id, refusal[0]))
+            return
+        assert settlement is not None and settlement.participant is not None
+        self._later(self._welcome(settlement.participant))
+
+    async def participant_disconnected(
+        self, meeting_id: str, participant_id: str, reason: str
+    ) -> None:
+        def change(participant: Participant, snapshot: AdmissionSnapshot) -> Settlement:
+            if participant.status == "joined":
+                return Settlement(
+                    dataclasses.replace(
+                        participant, status="left", status_reason=reason, connected=False
+                    )
+                )
+            return Settlement(dataclasses.replace(participant, connected=False))
+
+        try:
+            await self._context.store.update_participant(
+                meeting_id, participant_id, change, self._context.clock()
+            )
+        except Exception:
+            log.exception("participant_disconnected(%s, %s) failed", meeting_id, participant_id)
+
+    async def chat_posted(
+        self, meeting_id: str, sender_id: str, text: str, to: str | None
+    ) -> dict[str, Any]:
+        sender = await self._context.store.get_participant(meeting_id, sender_id)
+        if sender is None:
+            raise ChatRefused("you are not a participant of this meeting")
+        try:
+            message = await self._chat.post(meeting_id, sender, text, to)
+        except ControlError as exc:
+            raise ChatRefused(exc.message) from exc
+        return message.to_json()
+
+    async def close(self) -> None:
+        """Cancel what is still pending (at shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _welcome(self, participant: Participant) -> None:
+        if participant.role == "host":
+            await self._lobby.show_to(participant.meeting_id, participant.id)
+        await self._breakouts.placement(participant.meeting_id, participant.id)
+
+    def _later(self, work: Coroutine[Any, Any, Any]) -> None:
+        async def run() -> None:
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                work.close()
+                raise
+            try:
+                await work
+            except Exception:
+                log.exception("follow-up of a media plane event failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
