@@ -5,7 +5,9 @@
   ended) is sent away at once, since a join token stays valid for minutes. A
   host who connects is shown the lobby; someone with a breakout room is put
   back in it.
-* ``participant_disconnected``: they no longer count against capacity.
+* ``participant_disconnected``: they no longer count against capacity
+  (unless they are still connected: a reconnection replaces the old
+  connection, whose end is reported after the new one began).
 * ``chat_posted``: chat sent over the signaling socket, checked and kept by
   the same rules as over REST; a refusal is ``ChatRefused``.
 
@@ -27,7 +29,7 @@ from townhall.contract import ChatRefused
 from .breakout import Breakouts
 from .chat import Chat
 from .context import ControlContext
-from .errors import ControlError
+from .errors import ControlError, Forbidden, MeetingEnded, RateLimited
 from .lobby import Lobby
 from .moderation import BLOCKED
 from .policy import policy_from_stored
@@ -36,6 +38,13 @@ from .store import AdmissionSnapshot, Participant, Settlement
 __all__ = ["ControlPlaneEvents"]
 
 log = logging.getLogger(__name__)
+
+# The signaling error code a refused chat message gets (ChatRefused.code).
+_CHAT_CODES: dict[type[ControlError], str] = {
+    Forbidden: "forbidden",
+    MeetingEnded: "forbidden",
+    RateLimited: "rate_limited",
+}
 
 
 class ControlPlaneEvents:
@@ -91,6 +100,10 @@ class ControlPlaneEvents:
     async def participant_disconnected(
         self, meeting_id: str, participant_id: str, reason: str
     ) -> None:
+        roster = self._context.media.roster(meeting_id)
+        if any(entry.get("participant_id") == participant_id for entry in roster):
+            return
+
         def change(participant: Participant, snapshot: AdmissionSnapshot) -> Settlement:
             if participant.status == "joined":
                 return Settlement(
@@ -116,7 +129,7 @@ class ControlPlaneEvents:
         try:
             message = await self._chat.post(meeting_id, sender, text, to)
         except ControlError as exc:
-            raise ChatRefused(exc.message) from exc
+            raise ChatRefused(exc.message, _CHAT_CODES.get(type(exc), "invalid_chat")) from exc
         return message.to_json()
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from townhall.config import (
     AuthConfig,
     Config,
     ConfigError,
+    PolicyConfig,
     ServerConfig,
     load_config,
     load_or_create_secrets,
@@ -44,7 +45,12 @@ def test_the_example_file_states_the_defaults() -> None:
 
 def test_the_example_file_documents_every_key() -> None:
     text = EXAMPLE.read_text()
-    sections = {"server": ServerConfig, "auth": AuthConfig, "sfu": SfuConfig}
+    sections = {
+        "server": ServerConfig,
+        "auth": AuthConfig,
+        "policy": PolicyConfig,
+        "sfu": SfuConfig,
+    }
     for section, kind in sections.items():
         assert f"[{section}]" in text
         for field in dataclasses.fields(kind):
@@ -116,6 +122,34 @@ credential = "c"
     )
 
 
+def test_a_policy_section(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[policy]
+require_waiting_room = true
+allow_anonymous_join = false
+max_participants = 25
+allowed_domains = ["Example.test"]
+blocked_users = ["Mallory@Example.test"]
+recording_permissions = "none"
+screen_share_permissions = "host"
+chat_permissions = "host"
+require_e2ee = false
+""",
+    )
+    assert load_config(path).policy == PolicyConfig(
+        require_waiting_room=True,
+        allow_anonymous_join=False,
+        max_participants=25,
+        allowed_domains=("example.test",),
+        blocked_users=("mallory@example.test",),
+        recording_permissions="none",
+        screen_share_permissions="host",
+        chat_permissions="host",
+    )
+
+
 def test_public_url_is_kept_without_trailing_slash(tmp_path: Path) -> None:
     path = write(tmp_path, '[server]\npublic_url = "https://meet.example.test/"\n')
     assert load_config(path).server.public_url == "https://meet.example.test"
@@ -153,6 +187,12 @@ def test_ipv6_host_gets_brackets_in_the_derived_url(tmp_path: Path) -> None:
         ('[[sfu.ice_servers]]\nurls = "http://x"', "sfu.ice_servers[0].urls[0]: must start with"),
         ('[[sfu.ice_servers]]\nurls = "stun:x"\npassword = "p"', "sfu.ice_servers[0].password"),
         ('[sfu]\nice_servers = "stun:x"', "sfu.ice_servers: expected array of tables, got string"),
+        ("[policy]\nrequire_waiting_room = 1", "policy.require_waiting_room: expected boolean"),
+        ("[policy]\nmax_participants = 0", "policy.max_participants: must be >= 1, got 0"),
+        ('[policy]\nchat_permissions = "hosts"', "policy.chat_permissions: must be one of host"),
+        ('[policy]\nallowed_domains = ["@x.test"]', "policy.allowed_domains[0]: '@x.test'"),
+        ('[policy]\nblocked_users = "a@x.test"', "policy.blocked_users: expected array"),
+        ("[policy]\nrequire_2fa = true", "policy.require_2fa: unknown key"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:

@@ -18,21 +18,30 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from aiohttp import web
 
 import clients
-from control import ControlConfig, create_app
+from control import CONTROL_EVENTS, ControlConfig, Policy, create_app
 from sfu.config import IceServer
 from sfu.node import SfuNode
 from townhall.contract import SIGNALING_PATH
 
-from .config import Config, ConfigError, Secrets, load_config, load_or_create_secrets
+from .config import (
+    Config,
+    ConfigError,
+    PolicyConfig,
+    Secrets,
+    load_config,
+    load_or_create_secrets,
+)
 
 __all__ = ["build_app", "main", "parse_args", "resolve_config"]
 
 log = logging.getLogger("townhall")
+
+Level = Literal["host", "all", "none"]
 
 # Where SfuNode serves its signaling WebSocket (see its class docstring).
 
@@ -114,7 +123,11 @@ def resolve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Conf
 
 
 def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Application:
-    """The control plane's application with the SFU node's routes mounted on it."""
+    """The control plane's application with the SFU node's routes mounted on it.
+
+    The control plane drives the node through the contract's ``MediaPlane``;
+    the node reports to the control plane through its ``ControlEvents``.
+    """
     public_url = config.server.public_url
     control_config = ControlConfig(
         public_url=public_url,
@@ -126,9 +139,11 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
         signaling_url=_websocket_url(public_url) + SIGNALING_PATH,
         ice_servers=tuple(_ice_server_json(server) for server in config.sfu.ice_servers),
         web_root=web_root,
+        policy_defaults=_policy(config.policy),
     )
-    app = create_app(control_config)
     node = SfuNode(config.sfu, secrets.token_secret)
+    app = create_app(control_config, media=node)
+    node.events = app[CONTROL_EVENTS]
     app.add_routes(node.routes())
 
     async def close_node(app: web.Application) -> None:
@@ -184,6 +199,21 @@ def _from_environment(variable: str, key: str, value: str) -> object:
         return int(value)
     except ValueError:
         raise ConfigError(f"{variable}: expected integer, got {value!r}") from None
+
+
+def _policy(config: PolicyConfig) -> Policy:
+    # Validated by townhall.config; the control plane's own type from here on.
+    return Policy(
+        require_waiting_room=config.require_waiting_room,
+        allow_anonymous_join=config.allow_anonymous_join,
+        max_participants=config.max_participants,
+        allowed_domains=config.allowed_domains,
+        blocked_users=config.blocked_users,
+        recording_permissions=cast(Level, config.recording_permissions),
+        screen_share_permissions=cast(Level, config.screen_share_permissions),
+        chat_permissions=cast(Level, config.chat_permissions),
+        require_e2ee=config.require_e2ee,
+    )
 
 
 def _websocket_url(public_url: str) -> str:

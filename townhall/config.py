@@ -2,7 +2,8 @@
 
 A TOML file (every key documented in ``config.example.toml``) becomes frozen
 dataclasses, one per section: ``[server]`` -> :class:`ServerConfig`, ``[auth]``
--> :class:`AuthConfig`, ``[sfu]`` -> :class:`sfu.config.SfuConfig`. Validation
+-> :class:`AuthConfig`, ``[policy]`` -> :class:`PolicyConfig` (the default
+access policy of meetings), ``[sfu]`` -> :class:`sfu.config.SfuConfig`. Validation
 happens here, once, at start: an unknown key or a value of the wrong type is a
 :class:`ConfigError` whose message starts with the key, for example
 ``sfu.packet_cache_size: expected integer, got string``.
@@ -17,10 +18,11 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
+    "PolicyConfig",
     "Secrets",
     "ServerConfig",
     "load_config",
@@ -38,6 +41,8 @@ __all__ = [
 
 SECRETS_FILE = "secrets.json"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+_LEVELS = ("host", "all", "none")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
 
 class ConfigError(Exception):
@@ -68,12 +73,29 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """The access policy of a meeting that has none of its own (hosts change it per meeting)."""
+
+    require_waiting_room: bool = False
+    allow_anonymous_join: bool = True
+    # None: no limit.
+    max_participants: int | None = None
+    allowed_domains: tuple[str, ...] = ()
+    blocked_users: tuple[str, ...] = ()
+    recording_permissions: str = "host"
+    screen_share_permissions: str = "all"
+    chat_permissions: str = "all"
+    require_e2ee: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole process configuration, sliced per component by ``main``."""
 
     server: ServerConfig
     auth: AuthConfig
     sfu: SfuConfig
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,7 @@ def load_config(path: Path | None, overrides: Mapping[str, object] | None = None
         server=_server(root.table("server")),
         auth=_auth(root.table("auth")),
         sfu=_sfu(root.table("sfu")),
+        policy=_policy(root.table("policy")),
     )
     root.reject_unknown()
     return config
@@ -203,6 +226,36 @@ def _sfu(table: _Table) -> SfuConfig:
     return config
 
 
+def _policy(table: _Table) -> PolicyConfig:
+    defaults = PolicyConfig()
+    domains = table.strings("allowed_domains", (), allow_empty=True)
+    for index, domain in enumerate(domains):
+        if not _DOMAIN.match(domain.lower()):
+            raise ConfigError(
+                f"policy.allowed_domains[{index}]: {domain!r} is not a domain such as 'example.com'"
+            )
+    max_participants = table.integer("max_participants", 0, minimum=1)
+    config = PolicyConfig(
+        require_waiting_room=table.boolean("require_waiting_room", defaults.require_waiting_room),
+        allow_anonymous_join=table.boolean("allow_anonymous_join", defaults.allow_anonymous_join),
+        max_participants=max_participants or None,
+        allowed_domains=tuple(d.lower() for d in domains),
+        blocked_users=tuple(
+            u.lower() for u in table.strings("blocked_users", (), allow_empty=True)
+        ),
+        recording_permissions=table.choice(
+            "recording_permissions", defaults.recording_permissions, _LEVELS
+        ),
+        screen_share_permissions=table.choice(
+            "screen_share_permissions", defaults.screen_share_permissions, _LEVELS
+        ),
+        chat_permissions=table.choice("chat_permissions", defaults.chat_permissions, _LEVELS),
+        require_e2ee=table.boolean("require_e2ee", defaults.require_e2ee),
+    )
+    table.reject_unknown()
+    return config
+
+
 def _ice_server(table: _Table) -> IceServer:
     urls = table.strings("urls", None, allow_single=True)
     for index, url in enumerate(urls):
@@ -287,8 +340,31 @@ class _Table:
             raise ConfigError(f"{self.key(key)}: must be >= {minimum}, got {value}")
         return float(value)
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self._expected(key, "boolean", value)
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self._get(key)
+        if value is None:
+            return default
+        if value not in choices:
+            raise ConfigError(
+                f"{self.key(key)}: must be one of {', '.join(choices)}, got {value!r}"
+            )
+        return str(value)
+
     def strings(
-        self, key: str, default: tuple[str, ...] | None, *, allow_single: bool = False
+        self,
+        key: str,
+        default: tuple[str, ...] | None,
+        *,
+        allow_single: bool = False,
+        allow_empty: bool = False,
     ) -> tuple[str, ...]:
         value = self._get(key)
         if value is None:
@@ -304,7 +380,7 @@ class _Table:
                 raise ConfigError(
                     f"{self.key(key)}[{index}]: expected non-empty string, got {_type_name(item)}"
                 )
-        if not value:
+        if not value and not allow_empty:
             raise ConfigError(f"{self.key(key)}: must not be empty")
         return tuple(value)
 
