@@ -51,6 +51,7 @@ class App {
     this.isHost = false;
     this.lobby = [];
     this.chatLoaded = false;
+    this.currentRoomId = null;
 
     const api = () => this.api;
     this.panel = new SidePanel({ onChange: (tab) => this.panelChanged(tab) });
@@ -60,7 +61,12 @@ class App {
       onDeny: (person) => this.host.deny(person),
       onAdmitAll: () => this.host.admitAll(this.lobby),
     });
-    this.host = new HostActions({ api, busy: this.people.busy, redraw: () => this.renderPanels() });
+    this.host = new HostActions({
+      api,
+      busy: this.people.busy,
+      redraw: () => this.renderPanels(),
+      decided: (id) => this.lobbyChanged(this.lobby.filter((person) => person.participant_id !== id)),
+    });
     this.knock = new KnockCard({
       onAdmit: (person) => this.host.admit(person),
       onDeny: (person) => this.host.deny(person),
@@ -237,6 +243,7 @@ class App {
     this.chat.clear();
     this.chatLoaded = false;
     this.lobby = [];
+    this.currentRoomId = null;
     this.rooms.reset();
     try {
       await session.start();
@@ -268,7 +275,7 @@ class App {
       },
       lobbyChanged: (waiting) => live() && this.lobbyChanged(waiting),
       roomChanged: (room, closesAt) => live() && this.roomChanged(room, closesAt),
-      permissionsChanged: (role, permissions) => live() && this.permissionsChanged(role, permissions),
+      permissionsChanged: (role, permissions, options) => live() && this.permissionsChanged(role, permissions, options),
       moderated: (message) => live() && this.moderated(message),
       screenShareEnded: () => live() && this.setScreenButton(false),
     };
@@ -407,25 +414,26 @@ class App {
   }
 
   roomChanged(room, closesAt) {
-    const wasIn = this.banner.el.hidden ? null : "room";
+    const previous = this.currentRoomId;
+    this.currentRoomId = room?.id ?? null;
     this.rooms.remember(room);
     this.banner.show(room, closesAt);
-    if (room && !closesAt) ui.toast(`You moved to ${room.name || "a breakout room"}`);
+    if (room && room.id !== previous) ui.toast(`You moved to ${room.name || "a breakout room"}`);
     if (!room) {
       this.rooms.reset();
-      if (wasIn) ui.toast("You are back in the main meeting");
+      if (previous) ui.toast("You are back in the main meeting");
     }
     this.renderPanels();
   }
 
-  async permissionsChanged(role, permissions) {
+  permissionsChanged(role, permissions, { initial = false } = {}) {
     const wasHost = this.isHost;
     this.isHost = role === "host";
     ui.setHostControls(this.isHost);
     this.chat.setEnabled(permissions.chat !== false, "Sending messages is turned off for you in this meeting.");
     document.getElementById("screen-button").hidden = !permissions.screen_share || !navigator.mediaDevices?.getDisplayMedia;
     if (this.isHost && !wasHost) {
-      if (this.phase === "meeting") ui.toast("You are now a host");
+      if (!initial) ui.toast("You are now a host");
       // A new host may have missed the lobby frames sent before; ask once.
       this.api?.lobby().then(
         (answer) => {

@@ -16,11 +16,16 @@ const COMMAND_DONE = {
 };
 
 export class HostActions {
-  /** `api()` gives the MeetingApi; `busy` is the set of ids with an action in flight; `redraw()` after changes. */
-  constructor({ api, busy, redraw }) {
+  /**
+   * `api()` gives the MeetingApi; `busy` is the set of ids with an action in
+   * flight; `redraw()` after changes; `decided(id)` when a waiter was let in
+   * or turned away (the next `lobby` frame confirms it).
+   */
+  constructor({ api, busy, redraw, decided }) {
     this.api = api;
     this.busy = busy;
     this.redraw = redraw;
+    this.decided = decided;
   }
 
   async run(participantId, action, done, failed) {
@@ -39,14 +44,20 @@ export class HostActions {
     }
   }
 
-  admit(person) {
+  async admit(person) {
     const name = person.name || "Guest";
-    return this.run(person.participant_id, () => this.api().admit(person.participant_id), `${name} was let in`, `Could not admit ${name}`);
+    const id = person.participant_id;
+    const done = await this.run(id, () => this.api().admit(id), `${name} was let in`, `Could not admit ${name}`);
+    if (done) this.decided(id);
+    return done;
   }
 
-  deny(person) {
+  async deny(person) {
     const name = person.name || "Guest";
-    return this.run(person.participant_id, () => this.api().deny(person.participant_id), "", `Could not deny ${name}`);
+    const id = person.participant_id;
+    const done = await this.run(id, () => this.api().deny(id), "", `Could not deny ${name}`);
+    if (done) this.decided(id);
+    return done;
   }
 
   async admitAll(waiting) {

@@ -107,7 +107,7 @@ export class Session {
       },
     });
     this.view.render?.();
-    this.view.permissionsChanged?.(this.role, this.permissions);
+    this.view.permissionsChanged?.(this.role, this.permissions, { initial: true });
     if (this.room) this.view.roomChanged?.(this.room, null);
     this.signaling.resume();
   }

@@ -144,6 +144,10 @@ export class Signaling {
 
   remember(direction, message) {
     const brief = { direction, type: message.type, at: Date.now() };
+    // Enough to tell what happened, never message contents (chat text, SDP, tokens).
+    for (const key of ["participant_id", "reason", "code", "action", "kind"]) {
+      if (typeof message[key] === "string") brief[key] = message[key];
+    }
     this.log.push(brief);
     if (this.log.length > 200) this.log.shift();
   }
