@@ -21,7 +21,15 @@ import aiohttp
 from townhall.contract import ProtocolError
 
 from .errors import ApiError, ClientTimeout
-from .messages import ChatMessage, parse_chat_message
+from .messages import (
+    ChatMessage,
+    WaitingParticipant,
+    parse_chat_message,
+    parse_waiting_participant,
+)
+
+# Chat messages asked for per page of the history.
+CHAT_PAGE = 100
 
 __all__ = [
     "ApiResponse",
@@ -208,16 +216,26 @@ class MeetingApi:
 
     # -- chat ----------------------------------------------------------------
 
-    async def chat_history(self) -> list[ChatMessage]:
-        """The messages this participant may read, oldest first."""
-        body = await self.call("GET", "/chat")
-        items = body.get("messages") if isinstance(body, dict) else body
-        if not isinstance(items, list):
-            raise ApiError("chat history is not a list of messages", status=200)
-        try:
-            return [parse_chat_message(item) for item in items]
-        except ProtocolError as exc:
-            raise ApiError(f"chat history: {exc}", status=200) from exc
+    async def chat_history(self, max_pages: int = 100) -> list[ChatMessage]:
+        """The messages this participant may read, oldest first, following every page."""
+        messages: list[ChatMessage] = []
+        cursor: str | None = None
+        for _page in range(max_pages):
+            params = {"limit": str(CHAT_PAGE)}
+            if cursor is not None:
+                params["cursor"] = cursor
+            body = await self.call("GET", "/chat", params=params)
+            items = body.get("messages") if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ApiError("chat history is not a list of messages", status=200)
+            try:
+                messages.extend(parse_chat_message(item) for item in items)
+            except ProtocolError as exc:
+                raise ApiError(f"chat history: {exc}", status=200) from exc
+            cursor = body.get("next_cursor")
+            if not isinstance(cursor, str) or not cursor:
+                return messages
+        raise ApiError(f"chat history has more than {max_pages} pages", status=200)
 
     async def post_chat(self, text: str, to: str | None = None) -> ChatMessage | None:
         """Post a chat message over REST; the stored message when the server returns it."""
@@ -231,7 +249,40 @@ class MeetingApi:
         except ProtocolError:
             return None
 
-    # -- lobby -----------------------------------------------------------------
+    # -- lobby and policy (hosts) ------------------------------------------------
+
+    async def lobby(self) -> list[WaitingParticipant]:
+        """Who waits in the lobby now."""
+        body = await self.call("GET", "/lobby")
+        items = body.get("waiting") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ApiError("lobby answer has no list 'waiting'", status=200)
+        try:
+            return [parse_waiting_participant(item) for item in items]
+        except ProtocolError as exc:
+            raise ApiError(f"lobby: {exc}", status=200) from exc
+
+    async def policy(self) -> dict[str, Any]:
+        """The meeting's access policy."""
+        body = await self.call("GET", "/policy")
+        if not isinstance(body, dict):
+            raise ApiError("policy is not an object", status=200)
+        return body
+
+    async def update_policy(self, **changes: Any) -> dict[str, Any]:
+        """Change some policy keys (``require_waiting_room=True``, ...); the new policy."""
+        body = await self.call("PATCH", "/policy", changes)
+        if not isinstance(body, dict):
+            raise ApiError("policy is not an object", status=200)
+        return body
+
+    async def participants(self) -> list[dict[str, Any]]:
+        """Everyone the control plane knows in this meeting, with their status."""
+        body = await self.call("GET", "/participants")
+        items = body.get("participants") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise ApiError("participants answer has no list 'participants'", status=200)
+        return items
 
     async def admit(self, participant_id: str) -> Any:
         """Let a participant waiting in the lobby in (host)."""

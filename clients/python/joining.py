@@ -10,6 +10,7 @@ until a host admits (a token) or denies it. Refusals are typed: `AccessDenied`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import aiohttp
 from townhall.contract import ProtocolError
 
 from .api import ApiResponse, send_request
-from .errors import AccessDenied, JoinError, LobbyDenied, LobbyTimeout, MeetingFull
+from .errors import AccessDenied, ClientError, JoinError, LobbyDenied, LobbyTimeout, MeetingFull
 from .messages import IceServerInfo, parse_ice_servers
 
 __all__ = [
@@ -269,8 +270,34 @@ async def wait_in_lobby(
     """Long-poll the lobby until a host admits (the grant) or denies; at most ``max_wait_s``.
 
     ``on_poll(ticket, waited_s)`` is called before each poll. Raise LobbyDenied,
-    LobbyTimeout, or JoinError when the server answers out of shape.
+    LobbyTimeout, or JoinError when the server answers out of shape. Giving up
+    (the timeout, or the caller cancelling) takes the participant out of the
+    lobby, so that hosts do not see someone who no longer waits.
     """
+    try:
+        return await _poll_lobby(http, base_url, ticket, max_wait_s, timeout_s, poll_s, on_poll)
+    except (LobbyTimeout, asyncio.CancelledError):
+        await asyncio.shield(_leave_lobby(http, ticket, timeout_s))
+        raise
+
+
+async def _leave_lobby(http: aiohttp.ClientSession, ticket: LobbyTicket, timeout_s: float) -> None:
+    # Best effort: failing to say so must not hide why the wait ended.
+    with contextlib.suppress(ClientError, aiohttp.ClientError):
+        await send_request(
+            http, "DELETE", ticket.lobby_url, bearer=ticket.control_token, timeout_s=timeout_s
+        )
+
+
+async def _poll_lobby(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    ticket: LobbyTicket,
+    max_wait_s: float,
+    timeout_s: float,
+    poll_s: int,
+    on_poll: Callable[[LobbyTicket, float], None] | None,
+) -> JoinGrant:
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + max_wait_s

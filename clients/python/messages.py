@@ -53,6 +53,7 @@ __all__ = [
     "parse_ice_servers",
     "parse_permissions",
     "parse_server_message",
+    "parse_waiting_participant",
     "publish_offer_frame",
     "subscribe_answer_frame",
 ]
@@ -374,7 +375,8 @@ def parse_chat_message(value: object) -> ChatMessage:
     )
 
 
-def _waiting(value: object) -> WaitingParticipant:
+def parse_waiting_participant(value: object) -> WaitingParticipant:
+    """Parse one ``{participant_id, name, email, since}`` of the lobby."""
     body = _object(value, "a waiting participant")
     return WaitingParticipant(
         participant_id=_str(body, "participant_id", where="a waiting participant"),
@@ -465,7 +467,9 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
         return ChatReceived(parse_chat_message(message.get("message")))
     if kind == "lobby":
         return LobbyUpdated(
-            tuple(_waiting(w) for w in _list(message.get("waiting", []), "'waiting'"))
+            tuple(
+                parse_waiting_participant(w) for w in _list(message.get("waiting", []), "'waiting'")
+            )
         )
     if kind == "room-changed":
         return RoomChanged(

@@ -195,6 +195,7 @@ class FakeSfu:
         self.names: dict[str, tuple[str, str]] = {}  # participant id -> (meeting, name)
         self.refuse: web.Response | None = None
         self.chat: list[dict[str, Any]] = []
+        self.policy: dict[str, Any] = {"require_waiting_room": False}
         self.api_calls: list[ApiCall] = []
 
     def token(
@@ -307,7 +308,19 @@ class FakeSfu:
         tail = request.match_info["tail"]
         parts = tail.split("/")
         if tail == "chat" and call.method == "GET":
-            return web.json_response({"messages": self.chat})
+            return web.json_response({"messages": self.chat, "next_cursor": None})
+        if tail == "lobby" and call.method == "GET":
+            waiting = [
+                {"participant_id": p, "name": self.names[p][1], "email": None, "since": _now()}
+                for p in self.lobby
+            ]
+            return web.json_response({"waiting": waiting})
+        if tail == "policy":
+            self.policy.update(call.body or {})
+            return web.json_response(self.policy)
+        if tail == "participants" and call.method == "GET":
+            people = [{"participant_id": p, "status": "joined"} for p in self.sessions]
+            return web.json_response({"participants": people})
         if parts[0] == "lobby" and len(parts) == 3 and parts[1] in self.lobby:
             self.decide(parts[1], "joined" if parts[2] == "admit" else "denied")
             return web.json_response({"participant_id": parts[1], "status": parts[2]})

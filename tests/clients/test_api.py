@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 
 from clients.python import ApiError, ChatReceived, ClientOptions, MeetingApi, Participant
 from clients.python.api import BreakoutRoom, parse_breakout_rooms
+from clients.python.joining import JoinRequest, LobbyTicket, request_join
 from clients.python.messages import ChatMessage
 from tests.clients.fake_sfu import API_KEY, ApiCall, FakeSfu, running_fake_sfu
 from townhall.contract import ProtocolError
@@ -133,3 +135,33 @@ def test_breakout_rooms_are_parsed() -> None:
     assert rooms.closes_at is not None and rooms.closes_at.year == 2030
     with pytest.raises(ProtocolError, match="needs a list 'rooms'"):
         parse_breakout_rooms({})
+
+
+async def test_lobby_policy_and_participants_for_hosts(fake: FakeSfu) -> None:
+    host = await Participant.join(
+        fake.base_url, "m1", "Host", options=FAST, api_key=API_KEY, role="host"
+    )
+    try:
+        fake.waiting_room = True
+        async with aiohttp.ClientSession() as http:
+            waiting = await asyncio.wait_for(
+                request_join(http, fake.base_url, "m1", JoinRequest("Guest")), 5
+            )
+        assert isinstance(waiting, LobbyTicket)
+        (entry,) = await host.api.lobby()
+        assert (entry.participant_id, entry.name) == (waiting.participant_id, "Guest")
+        assert await host.api.update_policy(require_waiting_room=True) == {
+            "require_waiting_room": True
+        }
+        assert (await host.api.policy())["require_waiting_room"] is True
+        assert await host.api.participants() == [
+            {"participant_id": host.participant_id, "status": "joined"}
+        ]
+        assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in fake.api_calls] == [
+            ("GET", "lobby"),
+            ("PATCH", "policy"),
+            ("GET", "policy"),
+            ("GET", "participants"),
+        ]
+    finally:
+        await host.leave()

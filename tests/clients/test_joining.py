@@ -240,6 +240,28 @@ async def test_the_lobby_wait_is_bounded(fake: FakeSfu) -> None:
         await Participant.join(fake.base_url, "m1", "Guest", options=options)
     assert asyncio.get_running_loop().time() - started < 5
     assert [p["wait"] for p in fake.lobby_polls] == ["2"]
+    # Giving up leaves the lobby.
+    (waiting_id,) = fake.lobby
+    (left,) = fake.api_calls
+    assert (left.method, left.path, left.bearer) == (
+        "DELETE",
+        f"/api/v1/meetings/m1/lobby/{waiting_id}",
+        f"ctl-{waiting_id}",
+    )
+
+
+async def test_cancelling_a_lobby_wait_leaves_the_lobby(fake: FakeSfu) -> None:
+    fake.waiting_room = True
+    joining = asyncio.create_task(
+        Participant.join(fake.base_url, "m1", "Guest", options=ClientOptions(timeout_s=5))
+    )
+    await asyncio.wait_for(_until(lambda: bool(fake.lobby_polls)), 10)
+    joining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await joining
+    assert [(c.method, c.path.rsplit("/", 1)[-1]) for c in fake.api_calls] == [
+        ("DELETE", next(iter(fake.lobby)))
+    ]
 
 
 async def test_refusals_are_typed(fake: FakeSfu) -> None:
