@@ -135,6 +135,7 @@ class App {
   refreshPreview() {
     const name = document.getElementById("name-input").value.trim();
     ui.setPreview(this.media.stream, { videoMuted: this.media.videoMuted, audioMuted: this.media.audioMuted, name });
+    if (this.phase === "waiting") ui.setWaitingPreview(this.media.stream, { videoMuted: this.media.videoMuted, name: this.name });
     ui.setMediaButtons({
       audioMuted: this.media.audioMuted,
       videoMuted: this.media.videoMuted,
@@ -454,8 +455,13 @@ class App {
     this.session?.setMuted(kind, true);
     this.refreshPreview();
     this.render();
-    const by = message.by || "a host";
-    ui.toast(kind === "audio" ? `Muted by ${by}` : `Your camera was turned off by ${by}`, { timeoutMs: 5000 });
+    // `by` names the host who did it; a server that only knows "a host" says "host".
+    const by = message.by && message.by !== "host" ? message.by : "";
+    const text =
+      kind === "audio"
+        ? by ? `Muted by ${by}` : "A host muted your microphone"
+        : by ? `Your camera was turned off by ${by}` : "A host turned off your camera";
+    ui.toast(text, { timeoutMs: 5000 });
   }
 
   async toggleScreenShare() {
@@ -524,6 +530,7 @@ class App {
     this.isHost = false;
     this.setScreenButton(false);
     for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+    ui.clearToasts();
     ui.setEnableAudioVisible(false);
     if (kind === "reconnect") {
       ui.showMessage({ kind: "waiting", heading: "Reconnecting…", detail: `The meeting is ${reason}.`, canRejoin: false });

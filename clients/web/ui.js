@@ -111,16 +111,20 @@ export function showJoinError(message) {
 
 /** The lobby screen: our own preview while a host decides. */
 export function showWaiting({ stream, name, videoMuted }) {
+  setWaitingPreview(stream, { name, videoMuted });
+  setWaitingDetail("");
+  $("waiting-cancel").disabled = false;
+  showScreen("waiting");
+  $("waiting-heading").focus();
+}
+
+export function setWaitingPreview(stream, { name, videoMuted }) {
   const video = $("waiting-video");
   if (video.srcObject !== stream) video.srcObject = stream;
   const tile = video.closest(".tile");
   tile.dataset.videoMuted = String(videoMuted || !(stream && stream.getVideoTracks().length));
   $("waiting-initials").textContent = initials(name);
   tile.style.setProperty("--avatar-hue", hueFor(name || "you"));
-  setWaitingDetail("");
-  $("waiting-cancel").disabled = false;
-  showScreen("waiting");
-  $("waiting-heading").focus();
 }
 
 export function setWaitingDetail(text) {
@@ -339,6 +343,11 @@ export function toast(text, { tone = "info", timeoutMs = 3500 } = {}) {
     item.classList.add("toast--leaving");
     setTimeout(() => item.remove(), 300);
   }, timeoutMs);
+}
+
+/** Drop every toast (they belong to the screen being left). */
+export function clearToasts() {
+  $("toasts").replaceChildren();
 }
 
 const MESSAGE_ICONS = {
