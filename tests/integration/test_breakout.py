@@ -22,7 +22,7 @@ import asyncio
 import collections
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -48,7 +48,11 @@ class Member:
     sent: RtpTap
     received: RtpTap
     events: EventStream
-    history: list[Event] = field(default_factory=list)
+    # Every event, with when it arrived.
+    history: list[tuple[datetime, Event]] = field(default_factory=list)
+
+    def record(self, event: Event) -> None:
+        self.history.append((datetime.now(UTC), event))
 
     @property
     def id(self) -> str:
@@ -66,7 +70,7 @@ async def join(server: TownhallServer, meeting_id: str, name: str, role: str) ->
         options=ClientOptions(send_tap=sent, receive_tap=received, decode=False),
     )
     member = Member(name, participant, sent, received, participant.events())
-    participant.add_listener(member.history.append)
+    participant.add_listener(member.record)
     tone = TONES_HZ[name]
     await participant.publish(SyntheticAudioTrack(low_hz=tone, high_hz=tone * 1.25))
     return member
@@ -223,8 +227,17 @@ async def test_breakout_rooms_route_audio_to_room_mates_and_back(server: Townhal
         assert p1.participant.participants[p3.id].room == room_b.id
         assert host.participant.participants[p1.id].room == room_a.id
 
-        # Close with a countdown: everyone is told when, then comes back.
+        # P4 moves from B to A: A is three, P3 is alone in B.
+        await host.participant.api.move_to_room(p4.id, room_a.id)
+        await room_change(p4, "A", WAIT_S)
+        mates = {"P1": {"P2", "P4"}, "P2": {"P1", "P4"}, "P4": {"P1", "P2"}, "P3": set()}
+        await asyncio.gather(
+            *(hears_only(attribution, members[n], heard, 8.0) for n, heard in mates.items())
+        )
+
+        # Close with a countdown: everyone is told when, then comes back no sooner.
         closing = await host.participant.api.close_breakout_rooms(countdown_s=2)
+        asked_at = datetime.now(UTC)
         returns = await asyncio.gather(*(room_change(members[n], None, WAIT_S) for n in plan))
         assert all(e.room is None and e.closes_at is None for e in returns)
         for name in plan:
@@ -236,6 +249,13 @@ async def test_breakout_rooms_route_audio_to_room_mates_and_back(server: Townhal
             f"a room-changed with 'closes_at' reached only {sorted(announced)}; "
             f"DELETE answered {closing!r}"
         )
+        for name, (closes_at, returned_at) in announced.items():
+            assert abs((closes_at - asked_at).total_seconds() - 2) < 1.5, (
+                f"{name} was told the rooms close at {closes_at}, asked at {asked_at}"
+            )
+            assert returned_at >= closes_at - timedelta(seconds=0.5), (
+                f"{name} came back at {returned_at}, before the countdown ended at {closes_at}"
+            )
 
         await asyncio.gather(
             *(hears_only(attribution, m, everyone - {m.name}, 8.0) for m in members.values())
@@ -247,11 +267,19 @@ async def test_breakout_rooms_route_audio_to_room_mates_and_back(server: Townhal
             await member.participant.leave()
 
 
-def countdowns(members: Mapping[str, Member], names: Iterable[str]) -> dict[str, datetime]:
-    """Who was told, while still in a room, when it closes (``closes_at``)."""
-    told: dict[str, datetime] = {}
+def countdowns(
+    members: Mapping[str, Member], names: Iterable[str]
+) -> dict[str, tuple[datetime, datetime]]:
+    """For each who was told, while in a room, when it closes: (``closes_at``, when they
+    were then moved back to the main meeting)."""
+    told: dict[str, tuple[datetime, datetime]] = {}
     for name in names:
-        for event in members[name].history:
-            if isinstance(event, RoomChanged) and event.room is not None and event.closes_at:
-                told[name] = event.closes_at
+        closes_at: datetime | None = None
+        for arrived, event in members[name].history:
+            if not isinstance(event, RoomChanged):
+                continue
+            if event.room is not None and event.closes_at is not None:
+                closes_at = event.closes_at
+            elif event.room is None and closes_at is not None:
+                told[name] = (closes_at, arrived)
     return told

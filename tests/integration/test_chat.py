@@ -2,7 +2,8 @@
 
 A message to everyone reaches all three participants (the sender too, as
 stored); a direct message reaches sender and recipient only, never the third
-participant, neither live nor in the history the third reads over REST.
+participant, neither live nor in the history the third reads over REST. A
+message posted over REST is delivered live like one sent over signaling.
 
 Run as root in a loopback-only namespace:
 ``unshare -n sh -c 'ip link set lo up && exec .venv/bin/python -m pytest tests/integration -v'``
@@ -72,6 +73,12 @@ async def test_public_and_direct_chat_over_signaling(server: TownhallServer) -> 
                 "anyone there?",
             ], f"{name}'s history"
         assert not any(m.direct for m in history["Cat"])
+
+        # A message posted over REST is stored the same way and delivered live.
+        posted = await ben.api.post_chat("posted over REST")
+        assert posted is not None and posted.sender_id == ben.participant_id
+        live = await asyncio.gather(*(next_chat(streams[n], n, "posted over REST") for n in people))
+        assert {m.id for m in live} == {posted.id}
     finally:
         for participant in people.values():
             await participant.leave()
