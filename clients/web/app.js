@@ -1,17 +1,13 @@
 // Townhall web client: the entry point. It owns the flow between screens
 // (pre-join -> waiting room -> meeting -> message) and wires the parts:
-// admission.js gets us in, session.js speaks to the SFU, panel.js, chat.js,
-// breakout.js and host.js are the meeting's side panels and host tools,
-// ui.js draws the rest.
+// admission.js gets us in, session.js speaks to the SFU, tools.js runs the
+// side panels and host tools, ui.js draws the rest.
 
 import { JoinError, requestJoin, waitForAdmission } from "./admission.js";
 import { MeetingApi } from "./api.js";
-import { RoomBanner, RoomsDialog } from "./breakout.js";
-import { ChatView } from "./chat.js";
-import { HostActions } from "./host.js";
 import { LocalMedia, captureScreen } from "./media.js";
-import { KnockCard, PeopleView, SidePanel } from "./panel.js";
 import { Session } from "./session.js";
+import { MeetingTools } from "./tools.js";
 import * as ui from "./ui.js";
 
 const SPEAKING_LEVEL = 0.04; // RFC 6464 level above which a tile lights up (0..1)
@@ -48,40 +44,12 @@ class App {
     this.speakingTimer = null;
     this.lobbyAbort = null;
     this.waitingGrant = null;
-    this.isHost = false;
-    this.lobby = [];
-    this.chatLoaded = false;
-    this.currentRoomId = null;
-
-    const api = () => this.api;
-    this.panel = new SidePanel({ onChange: (tab) => this.panelChanged(tab) });
-    this.people = new PeopleView({
-      onCommand: (command, person) => this.host.command(command, person),
-      onAdmit: (person) => this.host.admit(person),
-      onDeny: (person) => this.host.deny(person),
-      onAdmitAll: () => this.host.admitAll(this.lobby),
-    });
-    this.host = new HostActions({
-      api,
-      busy: this.people.busy,
-      redraw: () => this.renderPanels(),
-      decided: (id) => this.lobbyChanged(this.lobby.filter((person) => person.participant_id !== id)),
-    });
-    this.knock = new KnockCard({
-      onAdmit: (person) => this.host.admit(person),
-      onDeny: (person) => this.host.deny(person),
-      onAdmitAll: () => this.host.admitAll(this.lobby),
-      onViewAll: () => this.panel.open("people"),
-    });
-    this.chat = new ChatView({ onSend: (text, to) => this.session?.sendChat(text, to) ?? false });
-    this.chat.onUnread = (count) => ui.setBadge("chat-badge", count, "unread");
-    this.rooms = new RoomsDialog({
-      api,
+    this.tools = new MeetingTools({
+      session: () => this.session,
+      api: () => this.api,
       roster: () => this.roster(),
-      onChange: () => this.renderPanels(),
-      toast: (text) => ui.toast(text),
+      onLayout: () => this.grid.layout(),
     });
-    this.banner = new RoomBanner();
   }
 
   async start() {
@@ -102,9 +70,7 @@ class App {
     }
     const on = (id, handler) => document.getElementById(id).addEventListener("click", handler);
     on("leave-button", () => this.session?.leave());
-    on("end-button", () => this.host.endMeeting());
     on("screen-button", () => this.toggleScreenShare());
-    on("rooms-button", () => this.rooms.open());
     on("rejoin-button", () => this.rejoin());
     on("waiting-cancel", () => this.cancelWaiting());
     on("copy-link", () => this.copyLink());
@@ -241,11 +207,7 @@ class App {
     this.phase = "joining";
     const session = new Session({ grant, media: this.media, view: this.viewFor(() => session) });
     this.session = session;
-    this.chat.clear();
-    this.chatLoaded = false;
-    this.lobby = [];
-    this.currentRoomId = null;
-    this.rooms.reset();
+    this.tools.reset();
     try {
       await session.start();
     } catch (error) {
@@ -268,15 +230,12 @@ class App {
       connectionState: (state) => live() && ui.setConnectionState(state),
       notice: (text) => live() && ui.toast(text, { tone: "warning", timeoutMs: 6000 }),
       ended: (end) => live() && this.ended(end),
-      chatMessage: (message) => live() && this.chat.add(message),
-      chatError: (error) => {
-        if (!live()) return;
-        this.chat.failed(error.message);
-        if (!this.panel.isOpen("chat")) ui.toast(error.message, { tone: "warning", timeoutMs: 6000 });
-      },
-      lobbyChanged: (waiting) => live() && this.lobbyChanged(waiting),
-      roomChanged: (room, closesAt) => live() && this.roomChanged(room, closesAt),
-      permissionsChanged: (role, permissions, options) => live() && this.permissionsChanged(role, permissions, options),
+      chatMessage: (message) => live() && this.tools.chat.add(message),
+      chatError: (error) => live() && this.tools.chatError(error),
+      lobbyChanged: (waiting) => live() && this.tools.lobbyChanged(waiting),
+      roomChanged: (room, closesAt) => live() && this.tools.roomChanged(room, closesAt),
+      permissionsChanged: (role, permissions, options) =>
+        live() && this.tools.permissionsChanged(role, permissions, options),
       moderated: (message) => live() && this.moderated(message),
       screenShareEnded: () => live() && this.setScreenButton(false),
     };
@@ -352,7 +311,7 @@ class App {
       hasAudio: Boolean(this.media.audioTrack),
       hasVideo: Boolean(this.media.videoTrack),
     });
-    this.renderPanels();
+    this.tools.render();
   }
 
   /** Everyone in the meeting, ourselves included, as participant rows. */
@@ -368,83 +327,6 @@ class App {
       room: session.room?.id ?? null,
     };
     return [self, ...session.participants.values()];
-  }
-
-  renderPanels() {
-    const session = this.session;
-    if (!session) return;
-    const [self, ...others] = this.roster();
-    this.people.render({ self, others, isHost: this.isHost, roomName: (id) => this.rooms.roomName(id) });
-    this.people.renderLobby(this.lobby, this.isHost);
-    this.knock.render(this.lobby, this.isHost && !this.panel.isOpen("people"));
-    ui.setBadge("lobby-badge", this.isHost ? this.lobby.length : 0, "waiting to join");
-    this.chat.setSelf(session.participantId, this.name);
-    this.chat.setRecipients(others);
-    if (this.rooms.dialog.open) this.rooms.render();
-  }
-
-  panelChanged(tab) {
-    this.chat.setOpen(tab === "chat");
-    if (tab === "chat") this.loadChatHistory();
-    this.renderPanels();
-    this.grid.layout();
-  }
-
-  async loadChatHistory() {
-    if (this.chatLoaded || !this.api) return;
-    this.chatLoaded = true;
-    try {
-      const answer = await this.api.chatHistory();
-      const messages = Array.isArray(answer) ? answer : answer?.messages || answer?.items || [];
-      this.chat.setHistory(messages);
-    } catch (error) {
-      this.chatLoaded = false;
-      console.warn("townhall: chat history failed", error);
-      this.chat.showError(`Earlier messages could not be loaded: ${error.message}`, "info");
-    }
-  }
-
-  lobbyChanged(waiting) {
-    const known = new Set(this.lobby.map((person) => person.participant_id));
-    const arrived = waiting.filter((person) => !known.has(person.participant_id));
-    this.lobby = waiting;
-    if (this.isHost && arrived.length && this.panel.isOpen("people")) {
-      ui.toast(arrived.length === 1 ? `${arrived[0].name || "Someone"} is waiting to join` : `${arrived.length} people are waiting to join`);
-    }
-    this.renderPanels();
-  }
-
-  roomChanged(room, closesAt) {
-    const previous = this.currentRoomId;
-    this.currentRoomId = room?.id ?? null;
-    this.rooms.remember(room);
-    this.banner.show(room, closesAt);
-    if (room && room.id !== previous) ui.toast(`You moved to ${room.name || "a breakout room"}`);
-    if (!room) {
-      this.rooms.reset();
-      if (previous) ui.toast("You are back in the main meeting");
-    }
-    this.renderPanels();
-  }
-
-  permissionsChanged(role, permissions, { initial = false } = {}) {
-    const wasHost = this.isHost;
-    this.isHost = role === "host";
-    ui.setHostControls(this.isHost);
-    this.chat.setEnabled(permissions.chat !== false, "Sending messages is turned off for you in this meeting.");
-    document.getElementById("screen-button").hidden = !permissions.screen_share || !navigator.mediaDevices?.getDisplayMedia;
-    if (this.isHost && !wasHost) {
-      if (!initial) ui.toast("You are now a host");
-      // A new host may have missed the lobby frames sent before; ask once.
-      this.api?.lobby().then(
-        (answer) => {
-          const waiting = Array.isArray(answer) ? answer : answer?.waiting;
-          if (Array.isArray(waiting) && !this.lobby.length) this.lobbyChanged(waiting);
-        },
-        () => {},
-      );
-    }
-    this.renderPanels();
   }
 
   /** A host muted us: mute here too (the track and the server's record) and say who. */
@@ -525,11 +407,8 @@ class App {
     this.lastEnd = { kind, reason };
     this.phase = "ended";
     this.grid.clear();
-    this.panel.close();
-    this.banner.hide();
-    this.isHost = false;
+    this.tools.close();
     this.setScreenButton(false);
-    for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
     ui.clearToasts();
     ui.setEnableAudioVisible(false);
     if (kind === "reconnect") {
@@ -631,8 +510,8 @@ function exposeDebugState(app) {
     role: { get: () => app.session?.role ?? null, enumerable: true },
     permissions: { get: () => ({ ...(app.session?.permissions || {}) }), enumerable: true },
     room: { get: () => app.session?.room ?? null, enumerable: true },
-    lobby: { get: () => app.lobby.map((person) => ({ ...person })), enumerable: true },
-    chat: { get: () => [...app.chat.messages.values()].map((message) => ({ ...message })), enumerable: true },
+    lobby: { get: () => app.tools.lobby.map((person) => ({ ...person })), enumerable: true },
+    chat: { get: () => [...app.tools.chat.messages.values()].map((message) => ({ ...message })), enumerable: true },
     sharingScreen: { get: () => Boolean(app.session?.screenTrack), enumerable: true },
   });
   window.townhall = Object.freeze(state);

@@ -1,0 +1,163 @@
+// The meeting's tools around the tiles: the side panel (People with the
+// lobby, Chat), the host's knock card, breakout-rooms dialog and actions, and
+// the breakout banner. app.js hands it the session's news; it keeps what the
+// tools show (our role, the lobby, the room) in step.
+
+import { RoomBanner, RoomsDialog } from "./breakout.js";
+import { ChatView } from "./chat.js";
+import { HostActions } from "./host.js";
+import { KnockCard, PeopleView, SidePanel } from "./panel.js";
+import * as ui from "./ui.js";
+
+export class MeetingTools {
+  /**
+   * `session()` and `api()` give the current Session and MeetingApi;
+   * `roster()` everyone as participant rows, ourselves first;
+   * `onLayout()` after the panel opened or closed (the stage resized).
+   */
+  constructor({ session, api, roster, onLayout }) {
+    this.session = session;
+    this.api = api;
+    this.roster = roster;
+    this.onLayout = onLayout;
+    this.isHost = false;
+    this.lobby = [];
+    this.chatLoaded = false;
+    this.roomId = null;
+
+    this.panel = new SidePanel({ onChange: (tab) => this.panelChanged(tab) });
+    this.people = new PeopleView({
+      onCommand: (command, person) => this.host.command(command, person),
+      onAdmit: (person) => this.host.admit(person),
+      onDeny: (person) => this.host.deny(person),
+      onAdmitAll: () => this.host.admitAll(this.lobby),
+    });
+    this.host = new HostActions({
+      api,
+      busy: this.people.busy,
+      redraw: () => this.render(),
+      decided: (id) => this.lobbyChanged(this.lobby.filter((person) => person.participant_id !== id)),
+    });
+    this.knock = new KnockCard({
+      onAdmit: (person) => this.host.admit(person),
+      onDeny: (person) => this.host.deny(person),
+      onAdmitAll: () => this.host.admitAll(this.lobby),
+      onViewAll: () => this.panel.open("people"),
+    });
+    this.chat = new ChatView({ onSend: (text, to) => this.session()?.sendChat(text, to) ?? false });
+    this.chat.onUnread = (count) => ui.setBadge("chat-badge", count, "unread");
+    this.rooms = new RoomsDialog({ api, roster, onChange: () => this.render(), toast: (text) => ui.toast(text) });
+    this.banner = new RoomBanner();
+    document.getElementById("rooms-button").addEventListener("click", () => this.rooms.open());
+    document.getElementById("end-button").addEventListener("click", () => this.host.endMeeting());
+  }
+
+  /** A new session: nothing carried over from the last one. */
+  reset() {
+    this.chat.clear();
+    this.chatLoaded = false;
+    this.lobby = [];
+    this.roomId = null;
+    this.rooms.reset();
+  }
+
+  /** The session ended: put everything away. */
+  close() {
+    this.panel.close();
+    this.banner.hide();
+    this.isHost = false;
+    ui.setHostControls(false);
+    for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  }
+
+  render() {
+    const session = this.session();
+    if (!session) return;
+    const [self, ...others] = this.roster();
+    this.people.render({ self, others, isHost: this.isHost, roomName: (id) => this.rooms.roomName(id) });
+    this.people.renderLobby(this.lobby, this.isHost);
+    this.knock.render(this.lobby, this.isHost && !this.panel.isOpen("people"));
+    ui.setBadge("lobby-badge", this.isHost ? this.lobby.length : 0, "waiting to join");
+    this.chat.setSelf(session.participantId, self?.name);
+    this.chat.setRecipients(others);
+    if (this.rooms.dialog.open) this.rooms.render();
+  }
+
+  panelChanged(tab) {
+    this.chat.setOpen(tab === "chat");
+    if (tab === "chat") this.loadChatHistory();
+    this.render();
+    this.onLayout?.();
+  }
+
+  async loadChatHistory() {
+    const api = this.api();
+    if (this.chatLoaded || !api) return;
+    this.chatLoaded = true;
+    try {
+      const answer = await api.chatHistory();
+      const messages = Array.isArray(answer) ? answer : answer?.messages || answer?.items || [];
+      this.chat.setHistory(messages);
+    } catch (error) {
+      this.chatLoaded = false;
+      console.warn("townhall: chat history failed", error);
+      this.chat.showError(`Earlier messages could not be loaded: ${error.message}`, "info");
+    }
+  }
+
+  chatError(error) {
+    this.chat.failed(error.message);
+    if (!this.panel.isOpen("chat")) ui.toast(error.message, { tone: "warning", timeoutMs: 6000 });
+  }
+
+  lobbyChanged(waiting) {
+    const known = new Set(this.lobby.map((person) => person.participant_id));
+    const arrived = waiting.filter((person) => !known.has(person.participant_id));
+    this.lobby = waiting;
+    // With the People tab closed the knock card says it; with it open, a toast.
+    if (this.isHost && arrived.length && this.panel.isOpen("people")) {
+      ui.toast(
+        arrived.length === 1
+          ? `${arrived[0].name || "Someone"} is waiting to join`
+          : `${arrived.length} people are waiting to join`,
+      );
+    }
+    this.render();
+  }
+
+  roomChanged(room, closesAt) {
+    const previous = this.roomId;
+    this.roomId = room?.id ?? null;
+    this.rooms.remember(room);
+    this.banner.show(room, closesAt);
+    if (room && room.id !== previous) ui.toast(`You moved to ${room.name || "a breakout room"}`);
+    if (!room) {
+      this.rooms.reset();
+      if (previous) ui.toast("You are back in the main meeting");
+    }
+    this.render();
+  }
+
+  permissionsChanged(role, permissions, { initial = false } = {}) {
+    const wasHost = this.isHost;
+    this.isHost = role === "host";
+    ui.setHostControls(this.isHost);
+    this.chat.setEnabled(permissions.chat !== false, "Sending messages is turned off for you in this meeting.");
+    document.getElementById("screen-button").hidden =
+      !permissions.screen_share || !navigator.mediaDevices?.getDisplayMedia;
+    if (this.isHost && !wasHost) {
+      if (!initial) ui.toast("You are now a host");
+      // A new host may have missed the lobby frames sent before; ask once.
+      this.api()
+        ?.lobby()
+        .then(
+          (answer) => {
+            const waiting = Array.isArray(answer) ? answer : answer?.waiting;
+            if (Array.isArray(waiting) && !this.lobby.length) this.lobbyChanged(waiting);
+          },
+          () => {},
+        );
+    }
+    this.render();
+  }
+}
