@@ -4,6 +4,7 @@ A message to everyone reaches all three participants (the sender too, as
 stored); a direct message reaches sender and recipient only, never the third
 participant, neither live nor in the history the third reads over REST. A
 message posted over REST is delivered live like one sent over signaling.
+Taking chat away by policy mid-meeting applies at once, on both paths.
 
 Run as root in a loopback-only namespace:
 ``unshare -n sh -c 'ip link set lo up && exec .venv/bin/python -m pytest tests/integration -v'``
@@ -15,7 +16,14 @@ import asyncio
 
 import pytest
 
-from clients.python import ChatReceived, EventStream, Participant
+from clients.python import (
+    ApiError,
+    ChatReceived,
+    ErrorMessage,
+    EventStream,
+    Participant,
+    PermissionsChanged,
+)
 from clients.python.messages import ChatMessage
 from tests.conftest import TownhallServer
 
@@ -82,3 +90,37 @@ async def test_public_and_direct_chat_over_signaling(server: TownhallServer) -> 
     finally:
         for participant in people.values():
             await participant.leave()
+
+
+async def test_a_policy_change_takes_chat_away_at_once(server: TownhallServer) -> None:
+    meeting = server.create_meeting("chat policy")
+    host = await Participant.join(
+        server.base_url, meeting["id"], "Hostess", api_key=server.api_key, role="host"
+    )
+    dan = await Participant.join(server.base_url, meeting["id"], "Dan", api_key=server.api_key)
+    try:
+        assert dan.permissions.chat
+        dan_events = dan.events()
+        await host.api.update_policy(chat_permissions="host")
+        changed = await dan_events.wait_for(
+            lambda e: isinstance(e, PermissionsChanged), WAIT_S, "Dan's permissions-changed"
+        )
+        assert isinstance(changed, PermissionsChanged) and not changed.permissions.chat
+        assert not dan.permissions.chat and dan.role == "participant"
+
+        await dan.send_chat("can I still talk?")
+        refused = await dan_events.wait_for(
+            lambda e: isinstance(e, ErrorMessage | ChatReceived), WAIT_S, "the refusal"
+        )
+        assert isinstance(refused, ErrorMessage) and refused.code == "forbidden"
+        assert not dan.closed
+        with pytest.raises(ApiError) as over_rest:
+            await dan.api.post_chat("and over REST?")
+        assert over_rest.value.status == 403
+
+        await host.send_chat("hosts may")
+        heard = await next_chat(dan_events, "Dan", "hosts may")
+        assert heard.sender_id == host.participant_id
+    finally:
+        await dan.leave()
+        await host.leave()

@@ -3,7 +3,9 @@
 With ``require_waiting_room``, a guest's join blocks in the lobby; the host
 (joined with the API key, role host) is shown the guest live (``lobby``),
 admits them over REST with its control token, and the guest's join completes
-and its media reaches the host. A second guest is denied and told so.
+and its media reaches the host. The guest arrives before any host, so the
+host's arrival must neither let them in nor hide them. A second guest, who
+arrives while the host is there, is shown live, denied and told so.
 
 Run as root in a loopback-only namespace:
 ``unshare -n sh -c 'ip link set lo up && exec .venv/bin/python -m pytest tests/integration -v'``
@@ -44,18 +46,9 @@ def waiting_named(host: Participant, name: str) -> WaitingParticipant | None:
 
 
 async def test_a_guest_waits_until_the_host_admits_them(server: TownhallServer) -> None:
+    """The guest arrives first; the host's arrival lets nobody in, but shows who waits."""
     meeting = server.create_meeting("lobby")
     require_waiting_room(server, meeting["id"])
-    host_tap = RtpTap()
-    host = await Participant.join(
-        server.base_url,
-        meeting["id"],
-        "Hostess",
-        api_key=server.api_key,
-        role="host",
-        options=ClientOptions(receive_tap=host_tap, decode=False),
-    )
-    host_events = host.events()
     polls: list[float] = []
     guest_task = asyncio.create_task(
         Participant.join(
@@ -66,21 +59,34 @@ async def test_a_guest_waits_until_the_host_admits_them(server: TownhallServer) 
             on_lobby=lambda ticket, waited: polls.append(waited),
         )
     )
+    host: Participant | None = None
     guest: Participant | None = None
     try:
-        assert host.role == "host" and host.control_token
-        shown = await host_events.wait_for(
-            lambda e: isinstance(e, LobbyUpdated) and any(w.name == "Guest" for w in e.waiting),
-            WAIT_S,
-            "the guest in the host's lobby",
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        while not polls and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert polls, "the guest never polled the lobby"
+        host_tap = RtpTap()
+        host = await Participant.join(
+            server.base_url,
+            meeting["id"],
+            "Hostess",
+            api_key=server.api_key,
+            role="host",
+            options=ClientOptions(receive_tap=host_tap, decode=False),
         )
-        assert isinstance(shown, LobbyUpdated)
+        assert host.role == "host" and host.control_token
+        await host.wait_until(
+            lambda: host is not None and waiting_named(host, "Guest") is not None,
+            WAIT_S,
+            "the waiting guest shown to the arriving host",
+        )
         waiting = waiting_named(host, "Guest")
         assert waiting is not None and waiting.since is not None
-        # The guest is still waiting: its join has not returned.
+        # A host arriving lets nobody in: the guest's join has not returned.
         await asyncio.sleep(1.0)
         assert not guest_task.done(), "the guest got in without being admitted"
-        assert polls, "the guest never polled the lobby"
 
         await host.api.admit(waiting.participant_id)
         guest = await asyncio.wait_for(guest_task, WAIT_S)
@@ -110,7 +116,8 @@ async def test_a_guest_waits_until_the_host_admits_them(server: TownhallServer) 
         guest_task.cancel()
         if guest is not None:
             await guest.leave()
-        await host.leave()
+        if host is not None:
+            await host.leave()
 
 
 async def test_a_denied_guest_is_told(server: TownhallServer) -> None:
@@ -119,15 +126,19 @@ async def test_a_denied_guest_is_told(server: TownhallServer) -> None:
     host = await Participant.join(
         server.base_url, meeting["id"], "Hostess", api_key=server.api_key, role="host"
     )
+    host_events = host.events()
     guest_task = asyncio.create_task(
         Participant.join(
             server.base_url, meeting["id"], "Uninvited", options=ClientOptions(lobby_wait_s=60)
         )
     )
     try:
-        await host.wait_until(
-            lambda: waiting_named(host, "Uninvited") is not None, WAIT_S, "the guest waiting"
+        shown = await host_events.wait_for(
+            lambda e: isinstance(e, LobbyUpdated) and any(w.name == "Uninvited" for w in e.waiting),
+            WAIT_S,
+            "the guest in the host's lobby, live",
         )
+        assert isinstance(shown, LobbyUpdated)
         waiting = waiting_named(host, "Uninvited")
         assert waiting is not None
         await host.api.deny(waiting.participant_id, "not on the list")
