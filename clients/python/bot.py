@@ -89,7 +89,8 @@ class _Reporter:
             self.names[p.participant_id] = p.name
             audio = "muted" if p.audio_muted else "on"
             video = "muted" if p.video_muted else "on"
-            self.say(f"~ {p.name}: audio {audio}, video {video}")
+            where = f", in breakout room {p.room}" if p.room else ""
+            self.say(f"~ {p.name}: audio {audio}, video {video}{where}")
         elif isinstance(event, ParticipantLeft):
             self.say(f"- {self.who(event.participant_id)} left ({event.reason or 'no reason'})")
         elif isinstance(event, TrackAdded):

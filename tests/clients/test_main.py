@@ -12,7 +12,7 @@ import pytest
 
 from clients.python.__main__ import build_parser, config_from_args
 from clients.python.bot import BotConfig, run_bot
-from tests.clients.fake_sfu import running_fake_sfu
+from tests.clients.fake_sfu import ECHO, running_fake_sfu
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -144,6 +144,8 @@ async def test_the_bot_waits_in_the_lobby_chats_and_reports_the_meeting() -> Non
             }
         )
         await session.send({"type": "room-changed", "room": None})
+        echo = {**ECHO, "room": "r2"}
+        await session.send({"type": "participant-updated", "participant": echo})
         await session.send(
             {"type": "moderation", "action": "mute", "kind": "audio", "by": "p-echo"}
         )
@@ -157,6 +159,7 @@ async def test_the_bot_waits_in_the_lobby_chats_and_reports_the_meeting() -> Non
     assert "@ moved to breakout room A (r1)\n" in text
     assert "@ moved to breakout room B (r2), closes at 2030-01-01T10:00:00+00:00" in text
     assert "@ back in the main meeting" in text
+    assert "~ Echo: audio on, video on, in breakout room r2" in text
     assert "! a host (Echo) did mute audio to this bot" in text
     assert "[dm] Echo -> Robo: psst" in text
     assert {"type": "chat", "text": "hello from Robo"} in session.received
