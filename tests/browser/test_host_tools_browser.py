@@ -1,8 +1,8 @@
 """Real headless Chromium: a host runs a meeting from the page.
 
 Breakout rooms (open two with automatic assignment, people see only their
-room-mates and a banner, close with a countdown, everyone is back), then the
-person menu (mute someone's microphone, make someone a host, remove and
+room-mates and a banner, close with a countdown, everyone is back), a
+screen share, then the person menu (mute someone's microphone, make someone a host, remove and
 block), then "End meeting for all". Every action goes through the page's
 buttons and the real server; every effect is checked on the other pages.
 
@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import Attendee, assert_video_flows
+from tests.browser.pages import (
+    FLOW_WINDOW_MS,
+    MEDIA_TIMEOUT_MS,
+    Attendee,
+    assert_video_flows,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -112,6 +117,29 @@ def test_breakout_rooms_moderation_and_end_for_all_from_the_hosts_page(
     assert grace.page.evaluate("window.townhall.localStream.getAudioTracks()[0].enabled") is False
     hana.tile(grace_id).locator(".muted-indicator").wait_for(state="visible")
     grace.screenshot("guest-muted-by-host.png")
+
+    # Ivan shares his screen: a second tile on the others' pages, with frames; he stops, it goes.
+    ivan.page.get_by_role("button", name="Share your screen").click()
+    ivan.page.get_by_role("button", name="Stop sharing your screen").wait_for()
+    screen = f'.tile[data-source="screen"][data-participant-id="{ivan_id}"] video'
+    hana.wait_until(
+        """(selector) => {
+            const video = document.querySelector(selector);
+            return video && video.videoWidth > 0
+                && video.getVideoPlaybackQuality().totalVideoFrames > 5;
+        }""",
+        screen,
+        MEDIA_TIMEOUT_MS,
+    )
+    frames = (
+        "(selector) => document.querySelector(selector).getVideoPlaybackQuality().totalVideoFrames"
+    )
+    before = hana.page.evaluate(frames, screen)
+    hana.page.wait_for_timeout(FLOW_WINDOW_MS)
+    assert hana.page.evaluate(frames, screen) - before >= 5, "Ivan's screen is not playing"
+    hana.screenshot("host-sees-screen-share.png")
+    ivan.page.get_by_role("button", name="Stop sharing your screen").click()
+    hana.page.locator(screen).wait_for(state="detached")
 
     # The host makes Ivan a host: his page shows the host tools.
     _person_menu(hana, "Ivan").get_by_role("menuitem", name="Make host").click()

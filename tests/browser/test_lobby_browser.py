@@ -4,7 +4,9 @@ A guest who arrives before the host waits on the waiting screen, and stays
 there when the host joins (an early arrival is not let in just because a host
 came); the host sees the guest in the lobby live and admits them from the
 page; then each sees the other's video. A second guest is denied and is told
-so. Chat goes from the guest to everyone and shows on the host's page.
+so. Chat goes from the guest to everyone and shows on the host's page; the
+host writes to the guest privately; limiting chat to hosts turns the guest's
+composer off at once.
 
 Run as root inside a network namespace that has only ``lo`` (see conftest.py).
 """
@@ -109,7 +111,27 @@ def test_host_admits_a_waiting_guest_from_the_page_and_both_see_each_other(
     message.wait_for()
     assert "Grace" in message.locator(".chat-sender").inner_text()
     hana.page.locator("#chat-badge").wait_for(state="hidden")
+
+    # A direct message from the host: marked private on both pages.
+    hana.page.get_by_label("To", exact=True).select_option(label="Grace (privately)")
+    hana.page.get_by_role("textbox", name="Message").fill("Welcome in, just between us")
+    hana.page.keyboard.press("Enter")
+    private = grace.page.locator('#chat-log .chat-message[data-private="true"]')
+    private.filter(has_text="Welcome in, just between us").wait_for()
+    assert "Privately to you" in private.inner_text()
+    sent = hana.page.locator('#chat-log .chat-message[data-private="true"]')
+    sent.filter(has_text="Welcome in").wait_for()
+    assert "Privately to Grace" in sent.inner_text()
     hana.screenshot("lobby-host-chat.png")
+
+    # Chat limited to hosts mid-meeting: the guest's composer turns off and says so.
+    server.api("PATCH", f"/api/v1/meetings/{meeting_id}/policy", {"chat_permissions": "host"})
+    grace.page.get_by_role("textbox", name="Message").and_(
+        grace.page.locator(":disabled")
+    ).wait_for()
+    assert "turned off" in grace.page.locator("#chat-error").inner_text()
+    assert hana.page.get_by_role("textbox", name="Message").is_enabled()
+    grace.screenshot("lobby-guest-chat-limited.png")
 
     # A second guest is denied from the page and told so.
     ivan = attendees("Ivan")
