@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "join_url",
         nargs="?",
         metavar="JOIN_URL",
-        help="meeting link, http://host:port/m/<meeting_id>",
+        help="meeting link, http://host:port/m/<meeting_id> (with ?invite=... if invited)",
     )
     parser.add_argument("--name", default="Bot", help="display name (default: Bot)")
     media = parser.add_mutually_exclusive_group()

@@ -16,7 +16,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from .errors import ClientError
 from .events import Event, SessionEnded, TrackAdded, TrackRemoved
-from .joining import LobbyTicket, parse_join_url
+from .joining import LobbyTicket, invite_of, parse_join_url
 from .media import RecordingSink, SyntheticAudioTrack, SyntheticVideoTrack, open_media_file
 from .messages import (
     ChatReceived,
@@ -169,7 +169,12 @@ async def _connect(
         raise ValueError("give a join link, or --signaling-url with --token")
     base_url, meeting_id = parse_join_url(config.join_url)
     return await Participant.join(
-        base_url, meeting_id, config.name, options=options, on_lobby=on_lobby
+        base_url,
+        meeting_id,
+        config.name,
+        options=options,
+        invite=invite_of(config.join_url),
+        on_lobby=on_lobby,
     )
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -29,6 +29,7 @@ __all__ = [
     "JoinGrant",
     "JoinRequest",
     "LobbyTicket",
+    "invite_of",
     "obtain_grant",
     "parse_grant",
     "parse_join_response",
@@ -110,6 +111,12 @@ def parse_join_url(url: str) -> tuple[str, str]:
     prefix = "/".join(segments[:-2])
     base_url = urlunsplit((parts.scheme, parts.netloc, prefix, "", ""))
     return base_url, segments[-1]
+
+
+def invite_of(url: str) -> str | None:
+    """The invite token of a join link ``.../m/<id>?invite=<token>``, if it has one."""
+    values = parse_qs(urlsplit(url).query).get("invite")
+    return values[0] if values and values[0] else None
 
 
 def resolve_signaling_url(signaling_url: str, base_url: str) -> str:

@@ -17,6 +17,7 @@ from clients.python.joining import (
     JoinGrant,
     JoinRequest,
     LobbyTicket,
+    invite_of,
     parse_grant,
     parse_join_response,
     parse_join_url,
@@ -37,6 +38,12 @@ from tests.clients.fake_sfu import API_KEY, FakeSfu, running_fake_sfu
 )
 def test_join_links(url: str, expected: tuple[str, str]) -> None:
     assert parse_join_url(url) == expected
+
+
+def test_invites_in_join_links() -> None:
+    assert invite_of("http://h/m/abc?invite=tok.en") == "tok.en"
+    assert invite_of("http://h/m/abc?x=1") is None
+    assert invite_of("http://h/m/abc?invite=") is None
 
 
 @pytest.mark.parametrize(
