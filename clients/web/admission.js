@@ -10,12 +10,13 @@ const LOBBY_RETRY_MS = [1000, 2000, 5000, 10000];
 
 /** The join request was refused, or we were not let in. */
 export class JoinError extends Error {
-  constructor(code, message, { rule = null, status = 0 } = {}) {
+  constructor(code, message, { rule = null, status = 0, reason = "" } = {}) {
     super(message);
     this.name = "JoinError";
     this.code = code;
     this.rule = rule;
     this.status = status;
+    this.reason = reason;
   }
 }
 
@@ -28,10 +29,6 @@ const RULE_MESSAGES = {
   blocked_users: "The host has blocked you from this meeting.",
   blocked: "The host has blocked you from this meeting.",
   max_participants: "This meeting is full. Try again when someone leaves.",
-  invite: "This invite link is not valid. Ask the host for a new one.",
-  invite_expired: "This invite link has expired. Ask the host for a new one.",
-  invite_used_up: "This invite link has been used as many times as it allows. Ask the host for a new one.",
-  invite_email: "This invite link was made for someone else. Ask the host for your own.",
   require_e2ee: "This meeting requires end-to-end encryption, which this page does not support yet.",
   meeting_ended: "This meeting has ended.",
 };
@@ -46,6 +43,10 @@ export function refusal(error) {
     message = limit
       ? `This meeting is full (${limit} people). Try again when someone leaves.`
       : "This meeting is full. Try again when someone leaves.";
+  } else if (rule === "invite") {
+    // The server says what is wrong with it: expired, used up, for someone else.
+    const what = String(error.message || "this invite link is not valid").replace(/\.$/, "");
+    message = `${what[0].toUpperCase()}${what.slice(1)}. Ask the host for a new invite link.`;
   } else if (rule && RULE_MESSAGES[rule]) {
     message = RULE_MESSAGES[rule];
   } else if (error.code === "access_denied") {
@@ -103,7 +104,7 @@ export async function waitForAdmission(grant, { signal, onRetry } = {}) {
       return { ...grant, ...answer, status: "joined" };
     }
     if (status === "denied") {
-      throw new JoinError("denied", "The host did not let you in.");
+      throw new JoinError("denied", "The host did not let you in.", { reason: String(answer.reason || "") });
     }
     // "waiting": the long poll ran out; ask again.
   }

@@ -17,7 +17,11 @@ export class ApiError extends Error {
 }
 
 /** Send one request; resolve with the decoded JSON body (null when empty). */
-export async function requestJson(method, path, { body, token, timeoutMs = REQUEST_TIMEOUT_MS, signal } = {}) {
+export async function requestJson(
+  method,
+  path,
+  { body, token, timeoutMs = REQUEST_TIMEOUT_MS, signal, keepalive = false } = {},
+) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -29,6 +33,7 @@ export async function requestJson(method, path, { body, token, timeoutMs = REQUE
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      keepalive, // outlives the page when it is closing
     });
   } catch (error) {
     if (signal?.aborted) throw error; // the caller gave up: not a network problem
@@ -77,7 +82,7 @@ export class MeetingApi {
   }
 
   leaveLobby(participantId) {
-    return this.call("DELETE", `/lobby/${encodeURIComponent(participantId)}`);
+    return this.call("DELETE", `/lobby/${encodeURIComponent(participantId)}`, undefined, { keepalive: true });
   }
 
   lobby() {

@@ -186,14 +186,20 @@ class App {
     this.session = null;
     if (error instanceof JoinError && error.code === "denied") {
       this.phase = "ended";
-      this.lastEnd = { kind: "denied", reason: "denied" };
+      this.lastEnd = { kind: "denied", reason: error.reason || "denied" };
       ui.setJoinBusy(false);
-      ui.showMessage({
-        kind: "denied",
-        heading: "The host did not let you in",
-        detail: "You can ask to join again, or contact the host.",
-        rejoinLabel: "Ask to join again",
-      });
+      // Turned away because the meeting ended, not by a host's choice.
+      const ended = /\bended\b|deleted/.test(error.reason);
+      ui.showMessage(
+        ended
+          ? { kind: "ended", heading: "The meeting has ended", detail: "", canRejoin: false }
+          : {
+              kind: "denied",
+              heading: "The host did not let you in",
+              detail: "You can ask to join again, or contact the host.",
+              rejoinLabel: "Ask to join again",
+            },
+      );
       return;
     }
     this.phase = "prejoin";
@@ -452,7 +458,7 @@ class App {
 /** The message screen for a session the server ended, by its `bye` reason. */
 function removalMessage(reason) {
   const text = String(reason || "").toLowerCase();
-  if (/\bend|ended|closed\b/.test(text) && !text.includes("removed")) {
+  if (/\bended\b|\bdeleted\b|\bclosed\b/.test(text) && !text.includes("removed")) {
     return {
       kind: "ended",
       heading: "The meeting has ended",

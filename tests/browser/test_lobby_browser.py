@@ -133,15 +133,48 @@ def test_host_admits_a_waiting_guest_from_the_page_and_both_see_each_other(
     assert hana.page.get_by_role("textbox", name="Message").is_enabled()
     grace.screenshot("lobby-guest-chat-limited.png")
 
-    # A second guest is denied from the page and told so.
+    # A second guest gives up waiting: back to the pre-join screen, gone from the lobby.
     ivan = attendees("Ivan")
     ivan.open(meeting["join_url"])
     ivan.page.get_by_role("button", name="Join", exact=True).click()
     _waiting(ivan)
     hana.page.get_by_role("tab", name="People").click()
     ivan_row = hana.page.locator("#lobby-list li").filter(has_text="Ivan")
+    ivan_row.wait_for()
+    ivan.page.get_by_role("button", name="Cancel").click()
+    ivan.page.get_by_role("button", name="Join", exact=True).wait_for()
+    assert ivan.page.evaluate("window.townhall.phase") == "prejoin"
+    ivan_row.wait_for(state="detached")
+    assert _lobby_ids(server, meeting_id) == []
+
+    # He asks again; the host denies him from the page, and he is told so.
+    ivan.page.get_by_role("button", name="Join", exact=True).click()
+    _waiting(ivan)
     ivan_row.get_by_role("button", name="Deny Ivan").click()
     ivan.page.get_by_role("heading", name="The host did not let you in").wait_for()
     assert ivan.page.evaluate("window.townhall.phase") == "ended"
     ivan.screenshot("lobby-guest-denied.png")
     ivan_row.wait_for(state="detached")
+
+
+def test_refused_joins_say_why(server: Any, attendees: Callable[[str], Attendee]) -> None:
+    meeting = server.create_meeting("Invite only")
+    meeting_id = meeting["id"]
+    policy_path = f"/api/v1/meetings/{meeting_id}/policy"
+
+    # No anonymous guests: the page says to ask for an invite.
+    server.api("PATCH", policy_path, {"allow_anonymous_join": False})
+    dave = attendees("Dave")
+    dave.open(meeting["join_url"])
+    dave.page.get_by_role("button", name="Join", exact=True).click()
+    error = dave.page.locator("#join-error")
+    error.filter(has_text="only open to invited people").wait_for()
+    assert dave.page.evaluate("window.townhall.phase") == "prejoin"
+    dave.screenshot("prejoin-invite-only.png")
+
+    # A full meeting: the page says it is full, with the limit.
+    server.api("PATCH", policy_path, {"allow_anonymous_join": True, "max_participants": 1})
+    server.join(meeting_id, "Already here")
+    dave.page.get_by_role("button", name="Join", exact=True).click()
+    error.filter(has_text="This meeting is full").wait_for()
+    assert dave.page.evaluate("window.townhall.phase") == "prejoin"
