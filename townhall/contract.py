@@ -31,6 +31,7 @@ Client -> SFU:
 ``subscribe-answer`` ``{sdp}``
 ``mute``             ``{kind: "audio"|"video", muted: bool}``
 ``chat``             ``{text, to?: participant_id}``  needs the chat permission
+``record``           ``{action: "start"|"stop"}``     needs the record permission
 ``leave``            ``{}``
 
 SFU -> client:
@@ -48,6 +49,9 @@ SFU -> client:
                         null room: the main meeting; closes_at: a breakout countdown
 ``permissions-changed`` ``{role, permissions}``  e.g. promoted to host, policy changed
 ``moderation``          ``{action: "mute", kind, by}``  a host muted this participant
+``recording``           ``{state: "started"|"stopped"|"failed", recording_id, reason}``
+                        to everyone: people must know they are recorded
+``caption``             ``{participant_id, name, text, start, end, final}``  live captions
 ``error``               ``{code, message}``  (the socket is then closed when fatal)
 ``bye``                 ``{reason}``  the SFU ends this participant's session
 
@@ -77,6 +81,11 @@ __all__ = [
     "MAX_SIGNAL_FRAME_BYTES",
     "Permissions",
     "ProtocolError",
+    "Recorder",
+    "RecordingEvents",
+    "RecordingSession",
+    "TappedTrack",
+    "TrackTap",
     "SIGNALING_PATH",
     "Role",
     "TokenClaims",
@@ -96,7 +105,15 @@ SIGNALING_PATH = "/sfu/ws"
 MAX_SIGNAL_FRAME_BYTES = 256 * 1024
 
 SOURCES = ("camera", "microphone", "screen")
-CLIENT_MESSAGE_TYPES = ("join", "publish-offer", "subscribe-answer", "mute", "chat", "leave")
+CLIENT_MESSAGE_TYPES = (
+    "join",
+    "publish-offer",
+    "subscribe-answer",
+    "mute",
+    "chat",
+    "record",
+    "leave",
+)
 MAX_CHAT_CHARS = 2000
 
 
@@ -238,6 +255,9 @@ def parse_client_message(frame: str | bytes) -> dict[str, Any]:
         to = message.get("to")
         if to is not None and (not isinstance(to, str) or not to):
             raise ProtocolError("'to' must be a participant id")
+    elif kind == "record":
+        if message.get("action") not in ("start", "stop"):
+            raise ProtocolError("'record' needs 'action' start or stop")
     elif kind == "mute":
         if message.get("kind") not in ("audio", "video"):
             raise ProtocolError("'mute' needs 'kind' audio or video")
@@ -327,3 +347,86 @@ class ControlEvents(Protocol):
         Raises ChatRefused. The SFU delivers the returned message itself.
         """
         ...
+
+
+# -- Recording: the SFU taps encoded media, the recorder turns it into files ----
+
+
+@dataclass(frozen=True)
+class TappedTrack:
+    """A published track, as a recorder sees it."""
+
+    meeting_id: str
+    participant_id: str
+    participant_name: str
+    track_id: str
+    kind: str  # "audio" | "video"
+    source: str  # "camera" | "microphone" | "screen"
+    codec: str  # "opus", "VP8", "H264"
+    clock_rate: int
+
+
+class TrackTap(Protocol):
+    """Receives one track's RTP payloads as the SFU forwards them.
+
+    Called on the SFU's event loop for every packet: it must only queue the
+    packet (no I/O, no decoding, no blocking). Packets arrive in arrival
+    order, which may differ from sequence order (loss, retransmissions).
+    """
+
+    def packet(
+        self,
+        sequence_number: int,
+        timestamp: int,
+        marker: bool,
+        payload: bytes,
+        arrival_s: float,
+    ) -> None: ...
+
+    def muted(self, muted: bool, at_s: float) -> None:
+        """The publisher (or a host) muted or unmuted the track."""
+        ...
+
+    def close(self, at_s: float) -> None:
+        """The track ended (its publisher left or unpublished it)."""
+        ...
+
+
+class RecordingSession(Protocol):
+    """One recording of one meeting, fed by the SFU node hosting it."""
+
+    recording_id: str
+
+    def track(self, track: TappedTrack) -> TrackTap | None:
+        """A tap for a track now being forwarded, or None to leave it out."""
+        ...
+
+    async def stop(self) -> None:
+        """Close every file; the recorder reports the result (RecordingEvents)."""
+        ...
+
+
+class Recorder(Protocol):
+    """Opens recording sessions; lives in the process of the SFU node."""
+
+    def start(
+        self, meeting_id: str, recording_id: str, options: dict[str, Any]
+    ) -> RecordingSession: ...
+
+
+class RecordingEvents(Protocol):
+    """What the recorder tells the control plane (which keeps the records)."""
+
+    async def recording_finished(
+        self, meeting_id: str, recording_id: str, result: dict[str, Any]
+    ) -> None:
+        """``result``: ``{status: "completed"|"failed", error, files: [...]}``."""
+        ...
+
+    async def transcript_ready(
+        self, meeting_id: str, recording_id: str, transcript: dict[str, Any]
+    ) -> None: ...
+
+    async def summary_ready(
+        self, meeting_id: str, recording_id: str, summary: dict[str, Any]
+    ) -> None: ...
