@@ -82,6 +82,7 @@ __all__ = [
     "Permissions",
     "ProtocolError",
     "Recorder",
+    "RecordingRefused",
     "RecordingEvents",
     "RecordingSession",
     "TappedTrack",
@@ -317,6 +318,16 @@ class MediaPlane(Protocol):
         """The ``participant`` objects of everyone connected to the meeting now."""
         ...
 
+    async def start_recording(
+        self, meeting_id: str, recording_id: str, options: dict[str, Any]
+    ) -> bool:
+        """Tap every track of the meeting into the node's Recorder; tell everyone."""
+        ...
+
+    async def stop_recording(self, meeting_id: str) -> str | None:
+        """Stop the meeting's recording; return its id, or None if none was running."""
+        ...
+
 
 class ChatRefused(Exception):
     """The control plane would not accept a chat message (permission, rate, size).
@@ -330,6 +341,10 @@ class ChatRefused(Exception):
         self.code = code
 
 
+class RecordingRefused(Exception):
+    """The control plane would not start or stop a recording (policy, state)."""
+
+
 class ControlEvents(Protocol):
     """What the SFU tells the control plane."""
 
@@ -338,6 +353,15 @@ class ControlEvents(Protocol):
     async def participant_disconnected(
         self, meeting_id: str, participant_id: str, reason: str
     ) -> None: ...
+
+    async def recording_requested(self, meeting_id: str, participant_id: str, action: str) -> None:
+        """A participant asked over signaling to start or stop recording.
+
+        The control plane checks the meeting's policy and, if allowed, calls
+        ``MediaPlane.start_recording``/``stop_recording``; raises
+        RecordingRefused otherwise.
+        """
+        ...
 
     async def chat_posted(
         self, meeting_id: str, sender_id: str, text: str, to: str | None
