@@ -10,16 +10,21 @@ unchanged, so the publisher's NTP/RTP mapping holds for every subscriber.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+
+from townhall.contract import TrackTap
 
 from .keyframes import KeyframeRequester, keyframe_detector
 from .metrics import MediaCounters
 from .rtp import RTP_HEADER, IncomingPacket, build_extension_block, one_byte_element
 
 __all__ = ["Downtrack", "DowntrackParams", "PacketCache", "PacketSink", "PublishedTrack"]
+
+logger = logging.getLogger(__name__)
 
 _NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 
@@ -208,6 +213,7 @@ class PublishedTrack:
         self.media_ssrc = media_ssrc
         self.cache = PacketCache(cache_size)
         self.downtracks: list[Downtrack] = []
+        self.taps: list[TrackTap] = []
         self.muted = False
         self._counters = counters
         self._detect_keyframe = keyframe_detector(codec_name)
@@ -225,13 +231,43 @@ class PublishedTrack:
         self.cache.put(packet)
         self.packets_received += 1
         self.last_timestamp = packet.timestamp
-        if self.muted or not self.downtracks:
+        if self.muted:
+            return
+        if self.taps:
+            self._feed_taps(packet)
+        if not self.downtracks:
             return
         abs_send_time = abs_send_time_now()
         for downtrack in self.downtracks:
             downtrack.send(packet, abs_send_time)
         self._counters.rtp_packets_forwarded += len(self.downtracks)
         self._counters.rtp_bytes_forwarded += len(packet.payload) * len(self.downtracks)
+
+    def _feed_taps(self, packet: IncomingPacket) -> None:
+        now = time.time()
+        for tap in self.taps:
+            try:
+                tap.packet(
+                    packet.sequence_number,
+                    packet.timestamp,
+                    bool(packet.marker),
+                    packet.payload,
+                    now,
+                )
+            except Exception:  # noqa: BLE001 - a recorder bug must not stop the meeting
+                logger.exception("a recording tap failed on %s; detaching it", self.track_id)
+                self.taps.remove(tap)
+                break
+
+    def add_tap(self, tap: TrackTap) -> None:
+        """Give a recorder (or captioner) every packet this track forwards from now on."""
+        self.taps.append(tap)
+        self.request_keyframe()  # a video file should start with a picture
+
+    def remove_tap(self, tap: TrackTap) -> None:
+        if tap in self.taps:
+            self.taps.remove(tap)
+            tap.close(time.time())
 
     def add_downtrack(self, downtrack: Downtrack) -> None:
         self.downtracks.append(downtrack)
@@ -247,6 +283,8 @@ class PublishedTrack:
         if muted == self.muted:
             return
         self.muted = muted
+        for tap in self.taps:
+            tap.muted(muted, time.time())
         if not muted:
             for downtrack in self.downtracks:
                 downtrack.restart()
@@ -259,3 +297,5 @@ class PublishedTrack:
     def close(self) -> None:
         self.keyframes.close()
         self.downtracks.clear()
+        for tap in list(self.taps):
+            self.remove_tap(tap)

@@ -11,7 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from townhall.contract import SIGNALING_PATH, Audience, ControlEvents, Permissions, Role
+from townhall.contract import (
+    SIGNALING_PATH,
+    Audience,
+    ControlEvents,
+    Permissions,
+    Recorder,
+    Role,
+)
 
 from .aiortc_bridge import check_internals
 from .config import SfuConfig
@@ -34,6 +41,8 @@ class SfuNode:
         # The control plane to tell about joins, leaves and chat; settable later,
         # since the composition root builds both planes.
         self.events = events
+        # Turns tapped tracks into files; None: this node cannot record.
+        self.recorder: Recorder | None = None
         self.counters = MediaCounters()
         self.rooms: dict[str, Room] = {}
 
@@ -52,9 +61,11 @@ class SfuNode:
             self.rooms[meeting_id] = room
         return room
 
-    def forget_if_empty(self, room: Room) -> None:
+    async def forget_if_empty(self, room: Room) -> None:
+        """Drop a room nobody is in any more (its recording, if any, ends)."""
         if not room.participants and self.rooms.get(room.meeting_id) is room:
             del self.rooms[room.meeting_id]
+            await room.stop_recording("everyone left")
 
     def stats(self) -> dict[str, Any]:
         """Node load and media counters."""
@@ -73,7 +84,7 @@ class SfuNode:
         if room is None or participant is None:
             return False
         await room.remove(participant, reason)
-        self.forget_if_empty(room)
+        await self.forget_if_empty(room)
         return True
 
     async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
@@ -118,6 +129,19 @@ class SfuNode:
     def roster(self, meeting_id: str) -> list[dict[str, Any]]:
         room = self.rooms.get(meeting_id)
         return [p.describe() for p in room.participants.values()] if room else []
+
+    async def start_recording(
+        self, meeting_id: str, recording_id: str, options: dict[str, Any]
+    ) -> bool:
+        room = self.rooms.get(meeting_id)
+        if room is None or self.recorder is None or room.recording is not None:
+            return False
+        room.start_recording(self.recorder.start(meeting_id, recording_id, options))
+        return True
+
+    async def stop_recording(self, meeting_id: str) -> str | None:
+        room = self.rooms.get(meeting_id)
+        return await room.stop_recording() if room is not None else None
 
     async def close(self) -> None:
         """Tell everyone the node is going away and release their connections."""

@@ -128,6 +128,11 @@ class Participant:
                 raise Forbidden("chat is not allowed for this participant")
             if self.room is not None:
                 await self.room.post_chat(self, message["text"], message.get("to"))
+        elif kind == "record":
+            if not self.permissions.record:
+                raise Forbidden("recording is not allowed for this participant")
+            if self.room is not None:
+                await self.room.request_recording(self, message["action"])
         elif kind == "leave":
             self.closed.set()
         elif kind == "join":

@@ -14,13 +14,20 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from townhall.contract import Audience, ChatRefused, ControlEvents
+from townhall.contract import (
+    Audience,
+    ChatRefused,
+    ControlEvents,
+    RecordingRefused,
+    RecordingSession,
+)
 
 from .config import SfuConfig
-from .errors import ChatFailed, RoomFull
+from .errors import ChatFailed, Forbidden, RoomFull
 from .forwarder import PublishedTrack
 from .metrics import MediaCounters
 from .participant import Participant
+from .recording import RoomRecording
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ class Room:
         self._counters = counters
         self._events = events
         self.participants: dict[str, Participant] = {}
+        self.recording: RoomRecording | None = None
         self._reports: asyncio.Task[None] | None = None
 
     @property
@@ -72,6 +80,7 @@ class Room:
                 "role": participant.role,
                 "permissions": participant.permissions.to_claim(),
                 "room": self._describe_room(participant),
+                "recording": self._describe_recording(),
                 "ice_servers": [
                     {"urls": list(s.urls), "username": s.username, "credential": s.credential}
                     for s in self._config.ice_servers
@@ -120,6 +129,8 @@ class Room:
             subscriber.subscriber.subscribe(track)
 
     def on_published(self, track: PublishedTrack) -> None:
+        if self.recording is not None:
+            self.recording.tap(track)
         publisher = self.participants.get(track.participant_id)
         for participant in self.participants.values():
             if (
@@ -157,6 +168,49 @@ class Room:
                 }
             )
             self.on_updated(participant)
+
+    def start_recording(self, session: RecordingSession) -> None:
+        """Tap every track into ``session`` and tell everyone they are recorded."""
+        self.recording = RoomRecording(self.meeting_id, session, self._name_of)
+        for track in self.tracks:
+            self.recording.tap(track)
+        self.broadcast(
+            {"type": "recording", "state": "started", "recording_id": session.recording_id}
+        )
+
+    async def stop_recording(self, reason: str = "stopped") -> str | None:
+        recording, self.recording = self.recording, None
+        if recording is None:
+            return None
+        self.broadcast(
+            {
+                "type": "recording",
+                "state": "stopped",
+                "recording_id": recording.recording_id,
+                "reason": reason,
+            }
+        )
+        await recording.stop()
+        return recording.recording_id
+
+    async def request_recording(self, participant: Participant, action: str) -> None:
+        """A participant asked to start or stop recording: the control plane decides."""
+        events = self._events()
+        if events is None:
+            raise Forbidden("recording needs a control plane, and this node has none")
+        try:
+            await events.recording_requested(self.meeting_id, participant.participant_id, action)
+        except RecordingRefused as exc:
+            raise Forbidden(str(exc)) from exc
+
+    def _name_of(self, participant_id: str) -> str:
+        participant = self.participants.get(participant_id)
+        return participant.name if participant else participant_id
+
+    def _describe_recording(self) -> dict[str, str] | None:
+        if self.recording is None:
+            return None
+        return {"recording_id": self.recording.recording_id}
 
     @staticmethod
     def _describe_room(participant: Participant) -> dict[str, str] | None:
@@ -209,6 +263,7 @@ class Room:
         self._reports = None
 
     async def close(self, reason: str) -> None:
+        await self.stop_recording(reason)
         for participant in list(self.participants.values()):
             await self.remove(participant, reason)
         if self._reports is not None:

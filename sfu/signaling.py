@@ -91,7 +91,7 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
             room = participant.room
             if room is not None:
                 await room.remove(participant, LEFT)
-                node.forget_if_empty(room)
+                await node.forget_if_empty(room)
                 await _tell_control(
                     node,
                     "participant_disconnected",

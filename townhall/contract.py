@@ -37,7 +37,8 @@ Client -> SFU:
 SFU -> client:
 
 ``joined``              ``{participant_id, meeting_id, name, role, permissions, room,
-                          ice_servers, participants: [participant]}``
+                          recording: {recording_id} | null, ice_servers,
+                          participants: [participant]}``
 ``publish-answer``      ``{sdp}``
 ``subscribe-offer``     ``{sdp, tracks: [{mid, track_id, participant_id, kind, source}]}``
 ``participant-joined``  ``{participant}``

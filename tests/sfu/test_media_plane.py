@@ -21,7 +21,7 @@ SECRET = "media-plane-test-secret-of-32-bytes!"
 QUIET = ClientOptions(decode=False)
 
 
-class RecordingEvents:
+class ControlSpy:
     """The control plane's side of the seam: records what the SFU reports."""
 
     def __init__(self) -> None:
@@ -53,8 +53,8 @@ class RecordingEvents:
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[tuple[SfuNode, RecordingEvents, str]]:
-    events = RecordingEvents()
+async def node() -> AsyncIterator[tuple[SfuNode, ControlSpy, str]]:
+    events = ControlSpy()
     sfu = SfuNode(SfuConfig(), SECRET, events)
     app = web.Application()
     app.add_routes(sfu.routes())
@@ -118,7 +118,7 @@ async def connect(http: aiohttp.ClientSession, url: str, tok: str) -> Frames:
 
 
 async def test_chat_over_signaling_is_kept_by_control_and_delivered(
-    node: tuple[SfuNode, RecordingEvents, str],
+    node: tuple[SfuNode, ControlSpy, str],
 ) -> None:
     _, events, url = node
     async with aiohttp.ClientSession() as http:
@@ -140,7 +140,7 @@ async def test_chat_over_signaling_is_kept_by_control_and_delivered(
 
 
 async def test_chat_without_permission_is_refused_by_the_sfu(
-    node: tuple[SfuNode, RecordingEvents, str],
+    node: tuple[SfuNode, ControlSpy, str],
 ) -> None:
     _, events, url = node
     async with aiohttp.ClientSession() as http:
@@ -152,7 +152,7 @@ async def test_chat_without_permission_is_refused_by_the_sfu(
 
 
 async def test_joins_and_leaves_are_reported_with_the_reason(
-    node: tuple[SfuNode, RecordingEvents, str],
+    node: tuple[SfuNode, ControlSpy, str],
 ) -> None:
     sfu, events, url = node
     async with aiohttp.ClientSession() as http:
@@ -173,7 +173,7 @@ async def test_joins_and_leaves_are_reported_with_the_reason(
         assert not await sfu.remove_participant("m1", "nobody", "x")
 
 
-async def test_permissions_change_at_once(node: tuple[SfuNode, RecordingEvents, str]) -> None:
+async def test_permissions_change_at_once(node: tuple[SfuNode, ControlSpy, str]) -> None:
     sfu, _, url = node
     async with aiohttp.ClientSession() as http:
         alice = await connect(http, url, token("alice"))
@@ -185,7 +185,7 @@ async def test_permissions_change_at_once(node: tuple[SfuNode, RecordingEvents, 
         assert (await alice.next("error"))["code"] == "forbidden"
 
 
-async def test_end_meeting_says_bye_to_everyone(node: tuple[SfuNode, RecordingEvents, str]) -> None:
+async def test_end_meeting_says_bye_to_everyone(node: tuple[SfuNode, ControlSpy, str]) -> None:
     sfu, _, url = node
     async with aiohttp.ClientSession() as http:
         people = [await connect(http, url, token(n)) for n in ("alice", "bob")]
@@ -214,7 +214,7 @@ async def packets_from(listener: Participant, publisher: str, window_s: float = 
 
 
 async def test_a_host_mute_stops_forwarding_until_the_participant_unmutes(
-    node: tuple[SfuNode, RecordingEvents, str],
+    node: tuple[SfuNode, ControlSpy, str],
 ) -> None:
     from clients.python import RtpTap
 
@@ -242,7 +242,7 @@ async def test_a_host_mute_stops_forwarding_until_the_participant_unmutes(
 
 
 async def test_breakout_rooms_route_media_within_each_room(
-    node: tuple[SfuNode, RecordingEvents, str],
+    node: tuple[SfuNode, ControlSpy, str],
 ) -> None:
     from clients.python import RtpTap
 
@@ -275,7 +275,7 @@ async def test_breakout_rooms_route_media_within_each_room(
 
 
 async def test_moved_participants_are_told_their_room_and_countdown(
-    node: tuple[SfuNode, RecordingEvents, str],
+    node: tuple[SfuNode, ControlSpy, str],
 ) -> None:
     sfu, _, url = node
     async with aiohttp.ClientSession() as http:
