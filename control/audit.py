@@ -44,6 +44,9 @@ class AuditPage:
 
 async def append_audit(db: aiosqlite.Connection, entries: Iterable[AuditEntry]) -> None:
     """Write entries inside the caller's transaction."""
+    rows = list(entries)
+    if not rows:
+        return
     await db.executemany(
         "INSERT INTO audit_log (meeting_id, at, actor, action, target, reason, details)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -57,7 +60,7 @@ async def append_audit(db: aiosqlite.Connection, entries: Iterable[AuditEntry]) 
                 entry.reason,
                 json.dumps(entry.details, sort_keys=True),
             )
-            for entry in entries
+            for entry in rows
         ],
     )
 

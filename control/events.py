@@ -132,6 +132,11 @@ class ControlPlaneEvents:
             raise ChatRefused(exc.message, _CHAT_CODES.get(type(exc), "invalid_chat")) from exc
         return message.to_json()
 
+    async def drain(self) -> None:
+        """Wait until the follow-ups started so far are done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel what is still pending (at shutdown)."""
         tasks = list(self._tasks)

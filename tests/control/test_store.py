@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import sqlite3
 from collections.abc import AsyncIterator
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from control.store import MIGRATIONS, Meeting, Migration, Participant, SqliteStore
+from control.store import (
+    MIGRATIONS,
+    AdmissionSnapshot,
+    Meeting,
+    Migration,
+    Participant,
+    Settlement,
+    SqliteStore,
+)
 
 T0 = datetime.datetime(2030, 1, 1, 9, 0, tzinfo=datetime.UTC)
 
@@ -140,3 +149,56 @@ async def test_delete_removes_participants(store: SqliteStore) -> None:
 
 async def test_participant_of_a_missing_meeting_is_refused(store: SqliteStore) -> None:
     assert not await store.add_participant(participant("p1", "gone"))
+
+
+async def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "townhall.sqlite3"
+    old = SqliteStore(path, MIGRATIONS[:1])
+    await old.open()
+    await old.create_meeting(meeting("abc"))
+    async with old.transaction() as db:
+        await db.execute(
+            "INSERT INTO participants (id, meeting_id, identity, name, email, role, joined_at)"
+            " VALUES ('p1', 'abc', 'user:p1', 'Ada', NULL, 'participant', ?)",
+            ("2030-01-01T09:00:00.000000Z",),
+        )
+    await old.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.schema_version() == MIGRATIONS[-1].version
+        [kept] = await store.list_participants("abc")
+        assert (kept.id, kept.status, kept.connected) == ("p1", "joined", False)
+    finally:
+        await store.close()
+    assert {
+        "meeting_policies",
+        "invites",
+        "chat_messages",
+        "audit_log",
+        "breakout_sessions",
+        "breakout_rooms",
+        "breakout_assignments",
+    } <= tables(path)
+
+
+async def test_a_refused_admission_writes_nothing(store: SqliteStore) -> None:
+    await store.create_meeting(meeting("abc"))
+
+    def refuse(snapshot: AdmissionSnapshot) -> Settlement:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        await store.admit("abc", None, T0, refuse)
+    assert await store.list_participants("abc") == []
+    assert await store.admit("gone", None, T0, refuse) is None
+
+
+async def test_a_place_is_held_while_connected_or_until_the_token_expires() -> None:
+    later = T0 + datetime.timedelta(minutes=10)
+    waiting = dataclasses.replace(participant("p", "m"), status="waiting")
+    holding = dataclasses.replace(participant("p", "m"), token_expires_at=later)
+    assert holding.holds_place(T0)
+    assert not holding.holds_place(later)
+    assert dataclasses.replace(holding, connected=True).holds_place(later)
+    assert not waiting.holds_place(T0)
