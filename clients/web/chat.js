@@ -132,12 +132,12 @@ export class ChatView {
 
   /** Add one message (live or from history); true when it is new. */
   add(message, { live = true } = {}) {
-    if (!message || typeof message !== "object") return false;
-    const id = String(message.id ?? `${message.sender_id}:${message.sent_at}:${message.text}`);
-    if (this.messages.has(id)) return false;
-    this.messages.set(id, { ...message, id });
+    if (!this.remember(message)) return false;
+    const stored = this.messages.get(this.keyOf(message));
     if (message.sender_id === this.selfId) this.lastSent = "";
-    this.draw();
+    const last = this.lastShown();
+    if (!last || sentTime(stored) >= sentTime(last)) this.append(stored, last);
+    else this.draw();
     if (live && !this.open && message.sender_id !== this.selfId) {
       this.unread += 1;
       this.onUnread?.(this.unread);
@@ -145,8 +145,49 @@ export class ChatView {
     return true;
   }
 
+  /** Earlier messages, drawn at once without reading them all out. */
   setHistory(messages) {
-    for (const message of messages) this.add(message, { live: false });
+    let added = false;
+    for (const message of messages) added = this.remember(message) || added;
+    if (added) this.draw({ quiet: true });
+  }
+
+  keyOf(message) {
+    return String(message.id ?? `${message.sender_id}:${message.sent_at}:${message.text}`);
+  }
+
+  remember(message) {
+    if (!message || typeof message !== "object") return false;
+    const id = this.keyOf(message);
+    if (this.messages.has(id)) return false;
+    this.messages.set(id, { ...message, id });
+    return true;
+  }
+
+  lastShown() {
+    const id = this.log.lastElementChild?.dataset.messageId;
+    return id ? this.messages.get(id) : null;
+  }
+
+  /** One new message at the end: only it is added (and read out by the live region). */
+  append(message, previous) {
+    const nearEnd = this.isNearEnd();
+    this.log.append(this.item(message, this.groupsWith(previous, message)));
+    $("chat-empty").hidden = true;
+    if (nearEnd || message.sender_id === this.selfId) this.scrollToEnd();
+  }
+
+  groupsWith(previous, message) {
+    return Boolean(
+      previous &&
+        previous.sender_id === message.sender_id &&
+        (previous.to ?? null) === (message.to ?? null) &&
+        sentTime(message) - sentTime(previous) < GROUP_WINDOW_MS,
+    );
+  }
+
+  isNearEnd() {
+    return this.scroll.scrollHeight - this.scroll.scrollTop - this.scroll.clientHeight < 60;
   }
 
   setOpen(open) {
@@ -169,23 +210,16 @@ export class ChatView {
     this.draw();
   }
 
-  draw() {
-    const nearEnd = this.scroll.scrollHeight - this.scroll.scrollTop - this.scroll.clientHeight < 60;
+  /** Redraw the whole log in time order; `quiet`: do not have it read out. */
+  draw({ quiet = false } = {}) {
+    const nearEnd = this.isNearEnd();
     const sorted = [...this.messages.values()].sort((a, b) => sentTime(a) - sentTime(b));
-    const items = [];
-    let previous = null;
-    for (const message of sorted) {
-      const grouped =
-        previous &&
-        previous.sender_id === message.sender_id &&
-        (previous.to ?? null) === (message.to ?? null) &&
-        sentTime(message) - sentTime(previous) < GROUP_WINDOW_MS;
-      items.push(this.item(message, grouped));
-      previous = message;
-    }
+    const items = sorted.map((message, index) => this.item(message, this.groupsWith(sorted[index - 1], message)));
+    if (quiet) this.log.setAttribute("aria-live", "off");
     this.log.replaceChildren(...items);
+    if (quiet) setTimeout(() => this.log.setAttribute("aria-live", "polite"), 0);
     $("chat-empty").hidden = sorted.length > 0;
-    if (nearEnd || sorted[sorted.length - 1]?.sender_id === this.selfId) this.scrollToEnd();
+    if (quiet || nearEnd || sorted[sorted.length - 1]?.sender_id === this.selfId) this.scrollToEnd();
   }
 
   item(message, grouped) {
@@ -211,9 +245,8 @@ export class ChatView {
       if (message.to) {
         const tag = document.createElement("span");
         tag.className = "chat-private";
-        const other = mine ? this.names.get(message.to) || "someone" : "you";
         tag.innerHTML = '<svg class="icon" aria-hidden="true"><use href="#i-lock"/></svg>';
-        tag.append(mine ? `Privately to ${other}` : "Privately to you");
+        tag.append(mine ? `Privately to ${this.names.get(message.to) || "someone"}` : "Privately to you");
         li.append(tag);
       }
     }

@@ -114,13 +114,14 @@ export class MeetingTools {
     const known = new Set(this.lobby.map((person) => person.participant_id));
     const arrived = waiting.filter((person) => !known.has(person.participant_id));
     this.lobby = waiting;
-    // With the People tab closed the knock card says it; with it open, a toast.
-    if (this.isHost && arrived.length && this.panel.isOpen("people")) {
-      ui.toast(
+    if (this.isHost && arrived.length) {
+      const text =
         arrived.length === 1
           ? `${arrived[0].name || "Someone"} is waiting to join`
-          : `${arrived.length} people are waiting to join`,
-      );
+          : `${arrived.length} people are waiting to join`;
+      // With the People tab open, a toast; closed, the knock card shows it (and is read out).
+      if (this.panel.isOpen("people")) ui.toast(text);
+      else ui.announce(text);
     }
     this.render();
   }

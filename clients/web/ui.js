@@ -345,6 +345,15 @@ export function toast(text, { tone = "info", timeoutMs = 3500 } = {}) {
   }, timeoutMs);
 }
 
+/** Say something to screen readers only (what is already on screen, e.g. the knock card). */
+export function announce(text) {
+  const region = $("announcer");
+  region.textContent = "";
+  setTimeout(() => {
+    region.textContent = text;
+  }, 50);
+}
+
 /** Drop every toast (they belong to the screen being left). */
 export function clearToasts() {
   $("toasts").replaceChildren();
