@@ -10,6 +10,9 @@
   connection, whose end is reported after the new one began).
 * ``chat_posted``: chat sent over the signaling socket, checked and kept by
   the same rules as over REST; a refusal is ``ChatRefused``.
+* ``recording_requested``: a participant asks to start or stop recording;
+  allowed by role and ``recording_permissions``, audited, then asked of the
+  media plane; a refusal is ``RecordingRefused``.
 
 What the control plane asks of the SFU in answer runs as a task of its own,
 after the SFU's call has returned, so that the SFU is never re-entered in
@@ -24,16 +27,17 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from townhall.contract import ChatRefused
+from townhall.contract import ChatRefused, RecordingRefused
 
+from .audit import AuditEntry
 from .breakout import Breakouts
 from .chat import Chat
 from .context import ControlContext
 from .errors import ControlError, Forbidden, MeetingEnded, RateLimited
 from .lobby import Lobby
 from .moderation import BLOCKED
-from .policy import policy_from_stored
-from .store import AdmissionSnapshot, Participant, Settlement
+from .policy import permissions_for, policy_from_stored
+from .store import AdmissionSnapshot, Participant, Settlement, new_id
 
 __all__ = ["ControlPlaneEvents"]
 
@@ -131,6 +135,35 @@ class ControlPlaneEvents:
         except ControlError as exc:
             raise ChatRefused(exc.message, _CHAT_CODES.get(type(exc), "invalid_chat")) from exc
         return message.to_json()
+
+    async def recording_requested(self, meeting_id: str, participant_id: str, action: str) -> None:
+        context = self._context
+        participant = await context.store.get_participant(meeting_id, participant_id)
+        if participant is None or participant.status != "joined":
+            raise RecordingRefused("you are not a participant of this meeting")
+        policy = await context.policy(meeting_id)
+        if not permissions_for(participant.role, policy).record:
+            raise RecordingRefused("you may not record in this meeting")
+        if action == "start":
+            recording_id = new_id(16)
+            if not await context.media.start_recording(meeting_id, recording_id, {}):
+                raise RecordingRefused("the meeting is being recorded already")
+        elif action == "stop":
+            stopped = await context.media.stop_recording(meeting_id)
+            if stopped is None:
+                raise RecordingRefused("the meeting is not being recorded")
+            recording_id = stopped
+        else:
+            raise RecordingRefused(f"unknown recording action {action!r}")
+        await context.store.record_audit(
+            AuditEntry(
+                meeting_id,
+                f"participant:{participant_id}",
+                f"recording.{action}",
+                context.clock(),
+                target=recording_id,
+            )
+        )
 
     async def drain(self) -> None:
         """Wait until the follow-ups started so far are done."""

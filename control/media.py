@@ -45,3 +45,11 @@ class DetachedMediaPlane:
 
     def roster(self, meeting_id: str) -> list[dict[str, Any]]:
         return []
+
+    async def start_recording(
+        self, meeting_id: str, recording_id: str, options: dict[str, Any]
+    ) -> bool:
+        return False
+
+    async def stop_recording(self, meeting_id: str) -> str | None:
+        return None

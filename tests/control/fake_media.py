@@ -19,6 +19,7 @@ class FakeMediaPlane:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     rosters: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     permissions: dict[str, tuple[Role, Permissions]] = field(default_factory=dict)
+    recordings: dict[str, str] = field(default_factory=dict)
 
     def connect(self, meeting_id: str, participant_id: str, role: Role = "participant") -> None:
         """Someone is connected now (as the SFU would know)."""
@@ -86,3 +87,16 @@ class FakeMediaPlane:
 
     def roster(self, meeting_id: str) -> list[dict[str, Any]]:
         return [dict(entry) for entry in self.rosters.get(meeting_id, {}).values()]
+
+    async def start_recording(
+        self, meeting_id: str, recording_id: str, options: dict[str, Any]
+    ) -> bool:
+        self.calls.append(("start_recording", meeting_id, recording_id, options))
+        if meeting_id in self.recordings:
+            return False
+        self.recordings[meeting_id] = recording_id
+        return True
+
+    async def stop_recording(self, meeting_id: str) -> str | None:
+        self.calls.append(("stop_recording", meeting_id))
+        return self.recordings.pop(meeting_id, None)

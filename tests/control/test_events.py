@@ -6,7 +6,10 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 from tests.control.conftest import Hall
+from townhall.contract import RecordingRefused
 
 
 def api(meeting_id: str, suffix: str = "") -> str:
@@ -78,3 +81,23 @@ async def test_a_waiter_with_a_forged_place_is_sent_away(hall: Hall) -> None:
     await hall.events.participant_connected(meeting_id, waiting["participant_id"])
     await hall.events.drain()
     assert hall.media.named("remove_participant")[-1][1] == waiting["participant_id"]
+
+
+async def test_recording_is_for_those_the_policy_allows(hall: Hall) -> None:
+    meeting_id = await hall.meeting()
+    host = await hall.join(meeting_id, "Host", role="host")
+    ada = await hall.join(meeting_id, "Ada")
+    with pytest.raises(RecordingRefused, match="may not record"):
+        await hall.events.recording_requested(meeting_id, ada["participant_id"], "start")
+    await hall.events.recording_requested(meeting_id, host["participant_id"], "start")
+    [(_, recording_id, _)] = hall.media.named("start_recording")
+    with pytest.raises(RecordingRefused, match="already"):
+        await hall.events.recording_requested(meeting_id, host["participant_id"], "start")
+    await hall.call("PATCH", api(meeting_id, "/policy"), {"recording_permissions": "all"})
+    await hall.events.recording_requested(meeting_id, ada["participant_id"], "stop")
+    entries = [(e["action"], e["target"]) for e in await hall.audit(meeting_id)]
+    assert ("recording.start", recording_id) in entries
+    assert ("recording.stop", recording_id) in entries
+    await hall.call("PATCH", api(meeting_id, "/policy"), {"recording_permissions": "none"})
+    with pytest.raises(RecordingRefused):
+        await hall.events.recording_requested(meeting_id, host["participant_id"], "start")
