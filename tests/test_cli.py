@@ -146,3 +146,17 @@ def test_a_port_in_use_is_a_clear_error(server: TownhallServer, tmp_path: Path) 
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_policy_section_is_every_new_meetings_policy(tmp_path: Path) -> None:
+    config = tmp_path / "townhall.toml"
+    config.write_text('[policy]\nrequire_waiting_room = true\nchat_permissions = "host"\n')
+    running = start_server(tmp_path / "data", ("--config", str(config)))
+    try:
+        meeting = running.create_meeting("Gated")
+        policy = running.api("GET", f"/api/v1/meetings/{meeting['id']}/policy")
+        assert (policy["require_waiting_room"], policy["chat_permissions"]) == (True, "host")
+        assert running.join(meeting["id"], "Ada")["status"] == "waiting"
+        assert running.join(meeting["id"], "Host", role="host")["status"] == "joined"
+    finally:
+        stop_server(running)
