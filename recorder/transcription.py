@@ -1,0 +1,334 @@
+"""Transcripts of recordings: each participant's audio on its own, merged in time order.
+
+Every participant's audio file is decoded (PyAV, 16 kHz mono) and transcribed
+by faster-whisper separately, so every segment has its speaker; segments are
+shifted by the file's start offset on the recording's timeline and merged.
+
+The work runs in a bounded pool of worker threads, never on the event loop.
+When more files wait than the queue holds, :class:`Transcriber` refuses the
+job (:class:`TranscriptionBusy`) instead of queueing without bound, and
+:meth:`Transcriber.stats` says how far behind it is (``backlog_s``, ``lag_s``)
+for the metrics endpoint.
+
+A transcript::
+
+    {"segments": [{"speaker", "participant_id", "start", "end", "text"}],
+     "text", "language", "duration_s", "audio_s", "processing_s",
+     "real_time_factor", "errors": [{"participant_id", "file", "error"}]}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from recorder.transcription_audio import SAMPLE_RATE, decode_audio_file
+from recorder.transcription_errors import TranscriptionBusy, TranscriptionError
+from recorder.transcription_model import ModelSettings, SpeechModel
+
+__all__ = [
+    "AudioTrack",
+    "TrackTranscript",
+    "Transcriber",
+    "TranscriptionConfig",
+    "merge_transcripts",
+    "tracks_from_manifest",
+]
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class TranscriptionConfig:
+    """The ``[transcription]`` section: model, device and the bounds of the worker pool."""
+
+    model: str = ""  # a faster-whisper model directory; "" = the bundled tiny.en
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: str = ""  # "" = int8 on CPU, float16 on CUDA
+    cpu_threads: int = 0  # 0 = CTranslate2's default
+    workers: int = 1  # files transcribed at once
+    queue_size: int = 16  # files that may wait for a worker before jobs are refused
+    beam_size: int = 5
+    language: str | None = None  # None = detect (multilingual models); tiny.en is English
+    vad_filter: bool = True  # skip silence (Silero VAD) before decoding
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.queue_size < 0:
+            raise ValueError("queue_size must be 0 or more")
+        if self.beam_size < 1:
+            raise ValueError("beam_size must be at least 1")
+
+    def model_settings(self) -> ModelSettings:
+        return ModelSettings(
+            model=self.model,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            num_workers=self.workers,
+        )
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """One participant's audio file and where it starts on the recording's timeline."""
+
+    path: Path
+    participant_id: str
+    speaker: str
+    start_offset_s: float = 0.0
+    # Known from the manifest, for the backlog figure before decoding.
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TrackTranscript:
+    """The segments of one track, already on the recording's timeline."""
+
+    track: AudioTrack
+    segments: tuple[dict[str, Any], ...]
+    language: str
+    audio_s: float
+    processing_s: float
+    error: str | None = None
+
+
+def _manifest_path(directory: Path, entry: Mapping[str, Any]) -> Path:
+    name = entry.get("path") or entry.get("file") or entry.get("filename")
+    if not isinstance(name, str) or not name:
+        raise TranscriptionError("manifest entry has no file path")
+    relative = PurePosixPath(name)
+    # The manifest comes from disk: it must not point outside its recording.
+    if relative.is_absolute() or ".." in relative.parts:
+        raise TranscriptionError(f"manifest path {name!r} leaves the recording directory")
+    return directory.joinpath(*relative.parts)
+
+
+def tracks_from_manifest(manifest: Mapping[str, Any], directory: Path) -> list[AudioTrack]:
+    """The per-participant audio files listed in a recording's ``manifest.json``."""
+    entries = manifest.get("files", manifest.get("tracks", []))
+    if not isinstance(entries, list):
+        raise TranscriptionError("manifest 'files' must be a list")
+    tracks: list[AudioTrack] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or entry.get("kind") != "audio":
+            continue
+        participant_id = entry.get("participant_id")
+        if not isinstance(participant_id, str) or not participant_id:
+            continue  # the mixed-audio file belongs to nobody: not transcribed per speaker
+        name = entry.get("name") or entry.get("participant_name") or participant_id
+        offset = entry.get("start_offset_s", 0.0)
+        duration = entry.get("duration_s")
+        tracks.append(
+            AudioTrack(
+                path=_manifest_path(directory, entry),
+                participant_id=participant_id,
+                speaker=str(name),
+                start_offset_s=float(offset) if isinstance(offset, int | float) else 0.0,
+                duration_s=float(duration) if isinstance(duration, int | float) else None,
+            )
+        )
+    return tracks
+
+
+def merge_transcripts(parts: Iterable[TrackTranscript]) -> dict[str, Any]:
+    """One transcript from the tracks': segments in time order, speaker-labelled text."""
+    parts = list(parts)
+    segments = sorted(
+        (segment for part in parts for segment in part.segments),
+        key=lambda s: (s["start"], s["end"], s["participant_id"]),
+    )
+    lines: list[str] = []
+    previous: str | None = None
+    for segment in segments:
+        # Consecutive segments of one speaker read as one paragraph.
+        if segment["participant_id"] == previous:
+            lines[-1] += " " + segment["text"]
+        else:
+            lines.append(f"{segment['speaker']}: {segment['text']}")
+        previous = segment["participant_id"]
+    audio_s = sum(part.audio_s for part in parts)
+    processing_s = sum(part.processing_s for part in parts)
+    spoken = [part for part in parts if part.error is None and part.audio_s > 0]
+    language = max(spoken, key=lambda p: p.audio_s).language if spoken else ""
+    return {
+        "segments": segments,
+        "text": "\n".join(lines),
+        "language": language,
+        "duration_s": round(
+            max((p.track.start_offset_s + p.audio_s for p in parts), default=0.0), 3
+        ),
+        "audio_s": round(audio_s, 3),
+        "processing_s": round(processing_s, 3),
+        "real_time_factor": round(processing_s / audio_s, 4) if audio_s else 0.0,
+        "errors": [
+            {
+                "participant_id": p.track.participant_id,
+                "file": p.track.path.name,
+                "error": p.error,
+            }
+            for p in parts
+            if p.error is not None
+        ],
+    }
+
+
+@dataclass
+class _Job:
+    track: AudioTrack
+    submitted: float
+    started: float | None = None
+
+
+@dataclass
+class _Totals:
+    completed: int = 0
+    failed: int = 0
+    rejected: int = 0
+    audio_s: float = 0.0
+    processing_s: float = 0.0
+    jobs: dict[int, _Job] = field(default_factory=dict)
+
+
+class Transcriber:
+    """Transcribes recordings in a bounded pool of worker threads."""
+
+    def __init__(self, config: TranscriptionConfig, model: SpeechModel | None = None) -> None:
+        self.config = config
+        self.model = model or SpeechModel(config.model_settings())
+        self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="transcription")
+        self._lock = threading.Lock()  # the totals are updated from worker threads
+        self._totals = _Totals()
+        self._next_job = 0
+
+    async def transcribe_recording(
+        self, directory: Path, *, language: str | None = None
+    ) -> dict[str, Any]:
+        """Transcribe the audio files a recording's ``manifest.json`` lists."""
+        manifest_text = await asyncio.to_thread((directory / MANIFEST_NAME).read_text)
+        try:
+            manifest = json.loads(manifest_text)
+        except ValueError as exc:
+            raise TranscriptionError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise TranscriptionError(f"{MANIFEST_NAME} must be a JSON object")
+        return await self.transcribe(tracks_from_manifest(manifest, directory), language=language)
+
+    async def transcribe(
+        self, tracks: Sequence[AudioTrack], *, language: str | None = None
+    ) -> dict[str, Any]:
+        """Transcribe each track on a worker and merge; raise TranscriptionBusy when full."""
+        job_ids = self._admit(tracks)
+        loop = asyncio.get_running_loop()
+        futures = [
+            loop.run_in_executor(self._pool, self._run, job_id, language or self.config.language)
+            for job_id in job_ids
+        ]
+        parts = await asyncio.gather(*futures)
+        if parts and all(part.error is not None for part in parts):
+            raise TranscriptionError(
+                "no track could be transcribed: " + "; ".join(str(p.error) for p in parts)
+            )
+        return merge_transcripts(parts)
+
+    def _admit(self, tracks: Sequence[AudioTrack]) -> list[int]:
+        now = time.monotonic()
+        with self._lock:
+            waiting = sum(1 for job in self._totals.jobs.values() if job.started is None)
+            free_workers = self.config.workers - (len(self._totals.jobs) - waiting)
+            # All or nothing: half a recording's transcript would name only some speakers.
+            if waiting + len(tracks) > self.config.queue_size + max(free_workers, 0):
+                self._totals.rejected += 1
+                raise TranscriptionBusy(
+                    f"transcription queue is full ({waiting} files waiting, "
+                    f"{self.config.queue_size} allowed)"
+                )
+            ids = []
+            for track in tracks:
+                self._next_job += 1
+                self._totals.jobs[self._next_job] = _Job(track, now)
+                ids.append(self._next_job)
+        return ids
+
+    def _run(self, job_id: int, language: str | None) -> TrackTranscript:
+        started = time.monotonic()
+        with self._lock:
+            job = self._totals.jobs[job_id]
+            job.started = started
+        try:
+            part = self._transcribe_track(job.track, language)
+        except Exception as exc:  # one bad file must not sink the others
+            part = TrackTranscript(job.track, (), "", 0.0, time.monotonic() - started, str(exc))
+        with self._lock:
+            del self._totals.jobs[job_id]
+            if part.error is None:
+                self._totals.completed += 1
+                self._totals.audio_s += part.audio_s
+                self._totals.processing_s += part.processing_s
+            else:
+                self._totals.failed += 1
+        return part
+
+    def _transcribe_track(self, track: AudioTrack, language: str | None) -> TrackTranscript:
+        started = time.monotonic()
+        audio = decode_audio_file(track.path)
+        recognition = self.model.recognize(
+            audio,
+            language=language,
+            beam_size=self.config.beam_size,
+            vad_filter=self.config.vad_filter,
+        )
+        offset = track.start_offset_s
+        segments = tuple(
+            {
+                "speaker": track.speaker,
+                "participant_id": track.participant_id,
+                "start": round(offset + s.start, 3),
+                "end": round(offset + s.end, 3),
+                "text": s.text,
+            }
+            for s in recognition.segments
+        )
+        return TrackTranscript(
+            track,
+            segments,
+            recognition.language,
+            audio.size / SAMPLE_RATE,
+            time.monotonic() - started,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """How the transcriber keeps up: queue, backlog of audio, lag and totals."""
+        now = time.monotonic()
+        with self._lock:
+            jobs = list(self._totals.jobs.values())
+            totals = self._totals
+            return {
+                "queued": sum(1 for job in jobs if job.started is None),
+                "running": sum(1 for job in jobs if job.started is not None),
+                "queue_size": self.config.queue_size,
+                # Audio not yet transcribed, where the manifest said how long it is.
+                "backlog_s": round(sum(job.track.duration_s or 0.0 for job in jobs), 3),
+                # How long the oldest unfinished file has waited for its transcript.
+                "lag_s": round(max((now - job.submitted for job in jobs), default=0.0), 3),
+                "completed": totals.completed,
+                "failed": totals.failed,
+                "rejected": totals.rejected,
+                "audio_s": round(totals.audio_s, 3),
+                "processing_s": round(totals.processing_s, 3),
+                "real_time_factor": (
+                    round(totals.processing_s / totals.audio_s, 4) if totals.audio_s else 0.0
+                ),
+            }
+
+    def close(self) -> None:
+        """Stop the workers once the files they hold are done."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
