@@ -29,7 +29,7 @@ export class ChatView {
     this.open = false;
     this.unread = 0;
     this.onUnread = null;
-    this.lastSent = "";
+    this.pending = []; // texts sent and not yet echoed back, oldest first
     this.enabled = true;
 
     $("chat-form").addEventListener("submit", (event) => {
@@ -99,28 +99,31 @@ export class ChatView {
       this.showError("Not connected: the message was not sent.");
       return;
     }
-    this.lastSent = text;
+    this.pending.push(text);
     this.input.value = "";
     this.fitInput();
     this.showError("");
   }
 
-  /** A chat error from the server: said inline, and the unsent text comes back. */
+  /** A chat error from the server: said inline, and the refused text comes back. */
   failed(message) {
     this.showError(message);
-    if (!this.input.value && this.lastSent) {
-      this.input.value = this.lastSent;
+    // The SFU answers in order: the refused message is the oldest not echoed back.
+    const text = this.pending.shift();
+    if (text && !this.input.value) {
+      this.input.value = text;
       this.fitInput();
     }
-    this.lastSent = "";
   }
 
   showError(text, tone = "error") {
     const error = $("chat-error");
     const value = String(text || "");
+    const nearEnd = this.isNearEnd();
     error.textContent = value && value[0].toUpperCase() + value.slice(1);
     error.dataset.tone = tone;
     error.hidden = !value;
+    if (nearEnd) this.scrollToEnd(); // the form grew or shrank: keep the last message in view
   }
 
   fitInput() {
@@ -134,7 +137,10 @@ export class ChatView {
   add(message, { live = true } = {}) {
     if (!this.remember(message)) return false;
     const stored = this.messages.get(this.keyOf(message));
-    if (message.sender_id === this.selfId) this.lastSent = "";
+    if (message.sender_id === this.selfId) {
+      const index = this.pending.indexOf(message.text);
+      if (index >= 0) this.pending.splice(index, 1);
+    }
     const last = this.lastShown();
     if (!last || sentTime(stored) >= sentTime(last)) this.append(stored, last);
     else this.draw();
@@ -204,7 +210,7 @@ export class ChatView {
     this.messages.clear();
     this.unread = 0;
     this.onUnread?.(0);
-    this.lastSent = "";
+    this.pending = [];
     this.input.value = "";
     this.showError("");
     this.draw();

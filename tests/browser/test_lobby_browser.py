@@ -5,8 +5,8 @@ there when the host joins (an early arrival is not let in just because a host
 came); the host sees the guest in the lobby live and admits them from the
 page; then each sees the other's video. A second guest is denied and is told
 so. Chat goes from the guest to everyone and shows on the host's page; the
-host writes to the guest privately; limiting chat to hosts turns the guest's
-composer off at once.
+host writes to the guest privately; a burst of messages is refused inline;
+limiting chat to hosts turns the guest's composer off at once.
 
 Run as root inside a network namespace that has only ``lo`` (see conftest.py).
 """
@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 # How long an early arrival must keep waiting after the host joined.
 STILL_WAITING_MS = 3_000
+# Chat messages a sender may send at once before the server's rate limit refuses.
+CHAT_BURST = 5
 
 
 def _waiting(attendee: Attendee) -> None:
@@ -123,6 +125,16 @@ def test_host_admits_a_waiting_guest_from_the_page_and_both_see_each_other(
     sent.filter(has_text="Welcome in").wait_for()
     assert "Privately to Grace" in sent.inner_text()
     hana.screenshot("lobby-host-chat.png")
+
+    # Too fast: the server's refusal shows inline and the refused text comes back.
+    box = grace.page.get_by_role("textbox", name="Message")
+    for n in range(1, CHAT_BURST + 2):
+        box.fill(f"Quick {n}")
+        grace.page.keyboard.press("Enter")
+    grace.page.locator("#chat-error").filter(has_text="too many messages").wait_for()
+    assert box.input_value().startswith("Quick ")
+    grace.screenshot("lobby-guest-chat-rate-limited.png")
+    box.fill("")
 
     # Chat limited to hosts mid-meeting: the guest's composer turns off and says so.
     server.api("PATCH", f"/api/v1/meetings/{meeting_id}/policy", {"chat_permissions": "host"})
