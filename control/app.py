@@ -105,10 +105,15 @@ def create_app(
         await breakouts.shutdown()
         await store.close()
 
+    async def stop_polls(app: web.Application) -> None:
+        # on_shutdown runs before the server waits for open requests to finish.
+        lobby.close()
+
     # client_max_size also bounds chunked bodies, which have no Content-Length.
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONTROL_EVENTS] = events
     app.cleanup_ctx.append(lifetime)
+    app.on_shutdown.append(stop_polls)
     app.add_routes([web.get("/healthz", healthz), web.get("/api/v1/openapi.json", openapi)])
     app.add_routes(routes)
     app.add_routes(WebClient(meetings, config.web_root).routes())

@@ -42,6 +42,7 @@ class Lobby:
     def __init__(self, context: ControlContext) -> None:
         self._context = context
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._closing = False
 
     async def waiting(self, meeting_id: str) -> list[Participant]:
         """Who waits in a meeting's lobby, first come first."""
@@ -60,6 +61,12 @@ class Lobby:
         message = {"type": "lobby", "waiting": [render_waiter(p) for p in waiting]}
         await self._context.media.send(meeting_id, message, (participant_id,))
 
+    def close(self) -> None:
+        """The server is stopping: answer every poll now rather than hold up the exit."""
+        self._closing = True
+        for participant_id in list(self._waiters):
+            self.decided(participant_id)
+
     def decided(self, participant_id: str) -> None:
         """Wake the polls of a waiter whose standing changed."""
         for waiter in self._waiters.pop(participant_id, set()):
@@ -73,7 +80,7 @@ class Lobby:
         while True:
             participant = await self._participant(meeting_id, participant_id)
             remaining = deadline - loop.time()
-            if participant.status != "waiting" or remaining <= 0:
+            if participant.status != "waiting" or remaining <= 0 or self._closing:
                 break
             waiter: asyncio.Future[None] = loop.create_future()
             self._waiters[participant_id].add(waiter)

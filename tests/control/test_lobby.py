@@ -158,3 +158,20 @@ async def test_only_hosts_decide_and_waiters_see_only_themselves(hall: Hall) -> 
     assert participant["status"] == "waiting"
     status, error = await hall.error("POST", api(meeting_id, "/lobby/nobody/admit"))
     assert (status, error["code"]) == (404, "participant_not_found")
+
+
+async def test_stopping_the_server_answers_open_polls(hall: Hall) -> None:
+    meeting_id = await hall.meeting(require_waiting_room=True)
+    guest = await hall.guest(meeting_id)
+    poll = asyncio.create_task(
+        hall.call(
+            "GET",
+            api(meeting_id, f"/lobby/{guest['participant_id']}?wait=30"),
+            token=guest["control_token"],
+        )
+    )
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await hall.client.app.shutdown()
+    assert await asyncio.wait_for(poll, 5) == {"status": "waiting"}
+    assert time.monotonic() - started < 2
