@@ -77,6 +77,7 @@ def test_breakout_rooms_moderation_and_end_for_all_from_the_hosts_page(
     hana.page.get_by_role("button", name="Breakout rooms").click()
     dialog = hana.page.get_by_role("dialog", name="Breakout rooms")
     dialog.get_by_label("Number of rooms").fill("2")
+    hana.screenshot("host-breakout-create.png")
     dialog.get_by_role("button", name="Open rooms").click()
     dialog.locator(".room").nth(1).wait_for()
     hana.screenshot("host-breakout-dialog.png")
