@@ -161,6 +161,7 @@ class SpeechModel:
         language: str | None = None,
         beam_size: int = 5,
         vad_filter: bool = True,
+        word_timestamps: bool | None = None,
     ) -> Recognition:
         """Transcribe 16 kHz mono float32 samples (blocking: call from a worker thread)."""
         model = self.load()
@@ -177,7 +178,7 @@ class SpeechModel:
             # With the VAD filter on, segment times are mapped back from the
             # speech-only audio; a segment that starts right at a cut gets the
             # time of the speech *before* the pause. Word times map exactly.
-            word_timestamps=vad_filter,
+            word_timestamps=vad_filter if word_timestamps is None else word_timestamps,
         )
         # The segments are a lazy generator: the decoding happens here.
         recognized = tuple(
