@@ -23,11 +23,11 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from recorder.transcription_audio import SAMPLE_RATE, decode_audio_file
 from recorder.transcription_errors import TranscriptionBusy, TranscriptionError
@@ -35,6 +35,7 @@ from recorder.transcription_model import ModelSettings, SpeechModel
 
 __all__ = [
     "AudioTrack",
+    "Opener",
     "TrackTranscript",
     "Transcriber",
     "TranscriptionConfig",
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.json"
+# A stored file's name (relative, "/"-separated) → its content, decrypted.
+Opener = Callable[[str], BinaryIO]
 
 
 @dataclass(frozen=True)
@@ -199,11 +202,22 @@ class _Totals:
 
 
 class Transcriber:
-    """Transcribes recordings in a bounded pool of worker threads."""
+    """Transcribes recordings in a bounded pool of worker threads.
 
-    def __init__(self, config: TranscriptionConfig, model: SpeechModel | None = None) -> None:
+    Files are read through ``opener`` (a stored name → a binary reader, such
+    as the storage's decrypting ``open``), or from the local filesystem.
+    """
+
+    def __init__(
+        self,
+        config: TranscriptionConfig,
+        model: SpeechModel | None = None,
+        *,
+        opener: Opener | None = None,
+    ) -> None:
         self.config = config
         self.model = model or SpeechModel(config.model_settings())
+        self._opener = opener
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="transcription")
         self._lock = threading.Lock()  # the totals are updated from worker threads
         self._totals = _Totals()
@@ -213,7 +227,7 @@ class Transcriber:
         self, directory: Path, *, language: str | None = None
     ) -> dict[str, Any]:
         """Transcribe the audio files a recording's ``manifest.json`` lists."""
-        manifest_text = await asyncio.to_thread((directory / MANIFEST_NAME).read_text)
+        manifest_text = await asyncio.to_thread(self._read, directory / MANIFEST_NAME)
         try:
             manifest = json.loads(manifest_text)
         except ValueError as exc:
@@ -277,9 +291,19 @@ class Transcriber:
                 self._totals.failed += 1
         return part
 
+    def _read(self, path: Path) -> bytes:
+        if self._opener is None:
+            return path.read_bytes()
+        with self._opener(path.as_posix()) as file:
+            return file.read()
+
     def _transcribe_track(self, track: AudioTrack, language: str | None) -> TrackTranscript:
         started = time.monotonic()
-        audio = decode_audio_file(track.path)
+        if self._opener is None:
+            audio = decode_audio_file(track.path)
+        else:
+            with self._opener(track.path.as_posix()) as file:
+                audio = decode_audio_file(file, track.path.name)
         recognition = self.model.recognize(
             audio,
             language=language,

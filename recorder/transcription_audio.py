@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import av.error
@@ -40,20 +41,22 @@ def _samples(frame: av.AudioFrame) -> Samples:
     return np.asarray(frame.to_ndarray(), dtype=np.float32).reshape(-1)
 
 
-def decode_audio_file(path: Path) -> Samples:
+def decode_audio_file(source: Path | BinaryIO, name: str = "") -> Samples:
     """Decode a file's first audio stream (Ogg/Opus, WebM) to 16 kHz mono float32.
 
+    ``source`` is a path or an open binary file (a decrypting storage reader).
     Times count from the file's first sample. Gaps in its timestamps become
     silence. A file cut short (a recording that failed mid-way) yields the
     audio up to the damage.
     """
+    name = name or (source.name if isinstance(source, Path) else "audio")
     try:
-        container = av.open(str(path))
+        container = av.open(str(source) if isinstance(source, Path) else source, mode="r")
     except (av.error.FFmpegError, OSError) as exc:
-        raise AudioDecodeError(f"cannot open {path.name}: {exc}") from exc
+        raise AudioDecodeError(f"cannot open {name}: {exc}") from exc
     with container:
         if not container.streams.audio:
-            raise AudioDecodeError(f"{path.name} has no audio stream")
+            raise AudioDecodeError(f"{name} has no audio stream")
         stream = container.streams.audio[0]
         resampler = _resampler()
         pieces: list[Samples] = []
@@ -75,7 +78,7 @@ def decode_audio_file(path: Path) -> Samples:
                     produced += chunk.size
         except av.error.FFmpegError as exc:
             seconds = produced / SAMPLE_RATE
-            log.warning("%s: decoding stopped at %.1f s: %s", path.name, seconds, exc)
+            log.warning("%s: decoding stopped at %.1f s: %s", name, seconds, exc)
         for out in resampler.resample(None):
             pieces.append(_samples(out))
     if not pieces:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pytest
@@ -167,6 +168,21 @@ async def test_a_recording_is_transcribed_from_its_manifest(
     assert {s["participant_id"] for s in transcript["segments"]} == {"p-bob"}
     assert word_error_rate(BOB[0], speaker_text(transcript, "p-bob")) < 0.35
     assert transcriber.stats()["completed"] == 1
+
+    # Through a storage reader (names relative to its root), as for encrypted files.
+    opened: list[str] = []
+
+    def opener(name: str) -> BinaryIO:
+        opened.append(name)
+        return io.BytesIO((meeting["dir"] / name).read_bytes())
+
+    transcriber = Transcriber(TranscriptionConfig(), model, opener=opener)
+    try:
+        stored = await transcriber.transcribe_recording(Path("."))
+    finally:
+        transcriber.close()
+    assert opened == ["manifest.json", "bob.ogg"]
+    assert stored["segments"] == transcript["segments"]
 
 
 def test_manifest_paths_may_not_leave_the_recording(tmp_path: Path) -> None:
