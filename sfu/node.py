@@ -87,12 +87,14 @@ class SfuNode:
         await self.forget_if_empty(room)
         return True
 
-    async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
+    async def mute_participant(
+        self, meeting_id: str, participant_id: str, kind: str, by: str = "a host"
+    ) -> bool:
         room = self.rooms.get(meeting_id)
         participant = room.participants.get(participant_id) if room else None
         if participant is None:
             return False
-        participant.send({"type": "moderation", "action": "mute", "kind": kind, "by": "host"})
+        participant.send({"type": "moderation", "action": "mute", "kind": kind, "by": by})
         participant.set_muted(kind, True)
         return True
 

@@ -284,8 +284,10 @@ class MediaPlane(Protocol):
         """Disconnect a participant with ``bye {reason}``."""
         ...
 
-    async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
-        """Stop forwarding a participant's audio or video and tell them (``moderation``)."""
+    async def mute_participant(
+        self, meeting_id: str, participant_id: str, kind: str, by: str = "a host"
+    ) -> bool:
+        """Stop forwarding a participant's audio or video and tell them who did it."""
         ...
 
     async def end_meeting(self, meeting_id: str, reason: str) -> None:
