@@ -343,8 +343,8 @@ class App {
     this.session?.setMuted(kind, true);
     this.refreshPreview();
     this.render();
-    // `by` names the host who did it; a server that only knows "a host" says "host".
-    const by = message.by && message.by !== "host" ? message.by : "";
+    // `by` names the host who did it; a server that does not know says "host" or "a host".
+    const by = message.by && !/^(a )?host$/i.test(message.by) ? message.by : "";
     const text =
       kind === "audio"
         ? by ? `Muted by ${by}` : "A host muted your microphone"

@@ -110,7 +110,7 @@ def test_breakout_rooms_moderation_and_end_for_all_from_the_hosts_page(
 
     # The host mutes Grace's microphone: her page mutes and says who did it.
     _person_menu(hana, "Grace").get_by_role("menuitem", name="Mute mic").click()
-    # "Muted by Hana" once the SFU's moderation frame names the host (it says "host" today).
+    # "Muted by Hana" once the control plane passes the host's name (the SFU says "a host" today).
     grace.page.locator(".toast").filter(
         has_text=re.compile("Muted by Hana|A host muted your microphone")
     ).wait_for()
