@@ -21,7 +21,9 @@ class DetachedMediaPlane:
     async def remove_participant(self, meeting_id: str, participant_id: str, reason: str) -> bool:
         return False
 
-    async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
+    async def mute_participant(
+        self, meeting_id: str, participant_id: str, kind: str, by: str = "a host"
+    ) -> bool:
         return False
 
     async def end_meeting(self, meeting_id: str, reason: str) -> None:

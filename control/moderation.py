@@ -75,7 +75,8 @@ class Moderation:
     async def mute(self, meeting_id: str, participant_id: str, kind: str, caller: Caller) -> None:
         """Stop a participant's audio or video; NotConnected if they are not connected."""
         participant = await self._participant(meeting_id, participant_id)
-        if not await self._context.media.mute_participant(meeting_id, participant_id, kind):
+        by = "a host" if caller.participant is None else caller.participant.name
+        if not await self._context.media.mute_participant(meeting_id, participant_id, kind, by):
             raise NotConnected(
                 f"participant '{participant_id}' is not connected", participant_id=participant_id
             )

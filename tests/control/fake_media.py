@@ -47,8 +47,10 @@ class FakeMediaPlane:
         self.calls.append(("remove_participant", meeting_id, participant_id, reason))
         return self.rosters.get(meeting_id, {}).pop(participant_id, None) is not None
 
-    async def mute_participant(self, meeting_id: str, participant_id: str, kind: str) -> bool:
-        self.calls.append(("mute_participant", meeting_id, participant_id, kind))
+    async def mute_participant(
+        self, meeting_id: str, participant_id: str, kind: str, by: str = "a host"
+    ) -> bool:
+        self.calls.append(("mute_participant", meeting_id, participant_id, kind, by))
         entry = self.rosters.get(meeting_id, {}).get(participant_id)
         if entry is None:
             return False

@@ -148,7 +148,15 @@ async def test_mute_needs_a_connection(hall: Hall) -> None:
         "kind": "video",
         "muted": True,
     }
-    assert hall.media.named("mute_participant")[-1] == (meeting_id, ada["participant_id"], "video")
+    assert hall.media.named("mute_participant")[-1] == (
+        meeting_id,
+        ada["participant_id"],
+        "video",
+        "a host",
+    )
+    host = await hall.join(meeting_id, "Grace", role="host")
+    await hall.call("POST", path, {"kind": "audio"}, token=host["control_token"])
+    assert hall.media.named("mute_participant")[-1][-1] == "Grace"
     status, error = await hall.error("POST", path, {"kind": "screen"})
     assert (status, error["details"]["field"]) == (400, "kind")
     status, error = await hall.error(
