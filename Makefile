@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # What `make run` needs, and what the tests need on top (real Chromium, real
 # Redis, `ip` and `unshare` for the loopback-only network namespace).
 RUN_DEBS := python3 python3-venv
-TEST_DEBS := chromium redis-server iproute2 util-linux espeak-ng
+TEST_DEBS := chromium redis-server iproute2 util-linux espeak-ng ffmpeg
 # Python packages whose code `mypy` checks (recorder once it exists).
 TYPED := townhall sfu control clients $(if $(wildcard recorder/__init__.py),recorder)
 PYTEST_ARGS ?=
