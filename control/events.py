@@ -27,7 +27,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from townhall.contract import ChatRefused, RecordingRefused
+from townhall.contract import ChatRefused, JoinRefused, RecordingRefused
 
 from .audit import AuditEntry
 from .breakout import Breakouts
@@ -96,8 +96,8 @@ class ControlPlaneEvents:
         if settlement is None:
             refusal.append("this meeting does not exist")
         if refusal:
-            self._later(context.media.remove_participant(meeting_id, participant_id, refusal[0]))
-            return
+            # The SFU closes the socket before anyone sees this participant join.
+            raise JoinRefused(refusal[0])
         assert settlement is not None and settlement.participant is not None
         self._later(self._welcome(settlement.participant))
 

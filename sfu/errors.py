@@ -5,6 +5,7 @@
     ├── Unauthorized        a missing, forged or expired join token              4401
     ├── Forbidden           the token does not grant what was asked (not fatal)  4403
     ├── RoomFull            the meeting is at this node's capacity               4409
+    │   (contract) JoinRefused: the control plane refused the connection     4403
     ├── NegotiationFailed   an SDP offer/answer could not be applied (not fatal) 4400
     └── ChatFailed          the control plane refused a chat message (not fatal)
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from townhall.contract import ProtocolError, TokenError
+from townhall.contract import JoinRefused, ProtocolError, TokenError
 
 
 class SfuError(Exception):
@@ -67,6 +68,8 @@ def error_reply(exc: BaseException) -> ErrorReply:
         return ErrorReply("protocol_error", str(exc), 4400)
     if isinstance(exc, (Unauthorized, TokenError)):
         return ErrorReply("unauthorized", str(exc), 4401)
+    if isinstance(exc, JoinRefused):
+        return ErrorReply("access_denied", str(exc), 4403)
     if isinstance(exc, Forbidden):
         return ErrorReply("forbidden", str(exc), None)
     if isinstance(exc, RoomFull):

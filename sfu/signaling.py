@@ -12,6 +12,8 @@ from aiohttp import WSMsgType, web
 from townhall.contract import (
     JOIN_TIMEOUT_S,
     MAX_SIGNAL_FRAME_BYTES,
+    JoinRefused,
+    TokenClaims,
     parse_client_message,
     verify_token,
 )
@@ -74,45 +76,65 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
     """Run one participant's signaling session until it leaves or is dropped."""
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_SIGNAL_FRAME_BYTES)
     await ws.prepare(request)
+    claims: TokenClaims | None = None
     participant: Participant | None = None
+    reported = False  # the control plane was told this participant connected
     try:
         join = parse_client_message(await _first_frame(ws))
         if join["type"] != "join":
             raise SignalingError("the first frame must be 'join'")
         claims = verify_token(join["token"], node.token_secret)
+        # The control plane may still refuse (removed, blocked, meeting ended):
+        # ask before anyone sees this participant join.
+        reported = await _report_connected(node, claims.meeting_id, claims.participant_id)
         participant = Participant(claims, node.config, node.counters, ws.send_str)
         await node.room(claims.meeting_id).admit(participant)
-        await _tell_control(node, "participant_connected", claims.meeting_id, claims.participant_id)
         await _relay(ws, participant)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
         await _refuse(ws, exc)
     finally:
-        if participant is not None:
-            room = participant.room
-            if room is not None:
-                await room.remove(participant, LEFT)
-                await node.forget_if_empty(room)
-                await _tell_control(
-                    node,
-                    "participant_disconnected",
-                    room.meeting_id,
-                    participant.participant_id,
-                    participant.end_reason or LEFT,
-                )
-            await participant.flush()
+        await _end_session(node, participant, reported, claims)
         if not ws.closed:
             await ws.close()
     return ws
 
 
-async def _tell_control(node: SfuNode, event: str, *args: str) -> None:
-    """Report a join or leave; a control plane that fails must not break the session."""
+async def _end_session(
+    node: SfuNode, participant: Participant | None, reported: bool, claims: TokenClaims | None
+) -> None:
+    """Take the participant out of its room and tell the control plane, once."""
+    reason = LEFT
+    if participant is not None:
+        room = participant.room
+        if room is not None:
+            await room.remove(participant, LEFT)
+            await node.forget_if_empty(room)
+            reason = participant.end_reason or LEFT
+        else:
+            await participant.close()  # never admitted (e.g. the room was full)
+            reason = "not admitted"
+        await participant.flush()
+    if reported and claims is not None and node.events is not None:
+        try:
+            await node.events.participant_disconnected(
+                claims.meeting_id, claims.participant_id, reason
+            )
+        except Exception:  # noqa: BLE001 - logged; the session is over anyway
+            logger.exception("control plane failed to take a disconnect")
+
+
+async def _report_connected(node: SfuNode, meeting_id: str, participant_id: str) -> bool:
+    """Tell the control plane; JoinRefused goes up, any other failure is logged."""
     if node.events is None:
-        return
+        return False
     try:
-        await getattr(node.events, event)(*args)
-    except Exception:  # noqa: BLE001 - logged; media goes on without the report
-        logger.exception("control plane failed to take %s", event)
+        await node.events.participant_connected(meeting_id, participant_id)
+    except JoinRefused:
+        raise
+    except Exception:  # noqa: BLE001 - media goes on without the report
+        logger.exception("control plane failed to take a connect")
+        return False
+    return True
 
 
 async def _relay(ws: web.WebSocketResponse, participant: Participant) -> None:

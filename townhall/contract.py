@@ -79,6 +79,7 @@ __all__ = [
     "MAX_CHAT_CHARS",
     "MediaPlane",
     "JOIN_TIMEOUT_S",
+    "JoinRefused",
     "MAX_SIGNAL_FRAME_BYTES",
     "Permissions",
     "ProtocolError",
@@ -348,10 +349,20 @@ class RecordingRefused(Exception):
     """The control plane would not start or stop a recording (policy, state)."""
 
 
+class JoinRefused(Exception):
+    """The control plane refuses a connection whose token is still valid.
+
+    For example the participant was removed or blocked, or the meeting ended.
+    The SFU closes the socket (4403 ``access_denied``) before ``joined``.
+    """
+
+
 class ControlEvents(Protocol):
     """What the SFU tells the control plane."""
 
-    async def participant_connected(self, meeting_id: str, participant_id: str) -> None: ...
+    async def participant_connected(self, meeting_id: str, participant_id: str) -> None:
+        """Called before the participant is admitted; may raise JoinRefused."""
+        ...
 
     async def participant_disconnected(
         self, meeting_id: str, participant_id: str, reason: str

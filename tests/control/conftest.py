@@ -103,9 +103,13 @@ class Hall:
         return grant
 
     async def connect(self, grant: dict[str, Any]) -> None:
-        """The participant connects to the SFU (which tells the control plane)."""
-        self.media.connect(grant["meeting_id"], grant["participant_id"], grant["role"])
+        """The participant connects to the SFU, which asks the control plane first.
+
+        Raises JoinRefused when the control plane refuses; the SFU then never
+        admits the participant.
+        """
         await self.events.participant_connected(grant["meeting_id"], grant["participant_id"])
+        self.media.connect(grant["meeting_id"], grant["participant_id"], grant["role"])
         await self.events.drain()
 
     async def disconnect(self, grant: dict[str, Any], reason: str = "left") -> None:

@@ -189,11 +189,12 @@ async def test_a_valid_token_for_a_closed_meeting_is_sent_away(
     else:
         server.api("DELETE", api(meeting_id))
     async with connected(grant["signaling_url"], grant["token"]) as socket:
-        bye = await socket.expect("bye")
-        assert bye["reason"] == (
+        error = await socket.expect("error")
+        assert error["code"] == "access_denied"
+        assert error["message"] == (
             "meeting ended" if ending == "end" else "this meeting does not exist"
         )
-        await socket.closed()
+        assert await socket.closed() == 4403
 
 
 async def test_ending_a_meeting_says_bye_to_everyone(server: TownhallServer) -> None:
@@ -239,7 +240,10 @@ async def test_a_blocked_participant_is_removed_mid_meeting(server: TownhallServ
     assert (status, body["error"]["details"]["rule"]) == (403, "blocked_users")
     # Her join token is still valid for minutes: it does not bring her back.
     async with connected(eve["signaling_url"], eve["token"]) as socket:
-        assert (await socket.expect("bye"))["reason"] == "blocked by the host"
+        error = await socket.expect("error")
+        assert (error["code"], error["message"]) == ("access_denied", "blocked by the host")
+        assert await socket.closed() == 4403
+        assert [f["type"] for f in socket.seen] == ["error"]  # never "joined"
 
 
 async def test_leaving_the_allowed_domains_removes_non_hosts(server: TownhallServer) -> None:
