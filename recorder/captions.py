@@ -14,10 +14,12 @@ threads do the rest, off the forwarding path:
   caption is worth less than a current one) and counted.
 
 Each caption is delivered on the event loop (``loop.call_soon_threadsafe``)
-as ``{"participant_id", "name", "text", "start", "end", "final"}``, ready to
-be the ``caption`` signaling frame. ``start``/``end`` are seconds on the clock
-of the taps' ``arrival_s``, less ``origin_s``: pass the meeting's start on
-that clock to get times from the start of the meeting.
+as ``on_caption(meeting_id, caption)`` with ``caption`` = ``{"participant_id",
+"name", "text", "start", "end", "final"}``, ready to be the ``caption``
+signaling frame. ``start``/``end`` are seconds on the clock of the tap's
+``arrival_s``, less the tap's ``origin_s``: pass the meeting's start on that
+clock to get times from the start of the meeting. One ``LiveCaptions`` serves
+every meeting of a node, so that the CPU spent on captions has one bound.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from recorder.transcription_chunker import ChunkerSettings, SpeechChunker, Utter
 from recorder.transcription_model import SpeechModel
 from townhall.contract import TappedTrack
 
-__all__ = ["CaptionConfig", "CaptionTap", "LiveCaptions"]
+__all__ = ["Caption", "CaptionCallback", "CaptionConfig", "CaptionTap", "LiveCaptions"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ MAX_FILLED_GAP_S = 0.5
 IDLE_WAKE_S = 0.25
 
 Caption = dict[str, Any]
+# (meeting_id, caption): called on the event loop.
+CaptionCallback = Callable[[str, Caption], None]
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,9 @@ class _Job:
 class CaptionTap:
     """A ``TrackTap`` for one audio track: queues Opus payloads for the decode thread."""
 
-    def __init__(self, owner: LiveCaptions, track: TappedTrack) -> None:
+    def __init__(self, owner: LiveCaptions, track: TappedTrack, origin_s: float) -> None:
         self.track = track
+        self.origin_s = origin_s
         self._owner = owner
         self._limit = owner.config.packet_queue
         # Appended on the event loop, popped by the decode thread: deque's
@@ -158,8 +163,8 @@ class CaptionTap:
         return items
 
     def time_of(self, position_s: float) -> float:
-        """A chunker position as a time on the arrival clock."""
-        return (self.anchor_arrival_s or 0.0) + position_s
+        """A chunker position as seconds since ``origin_s`` on the arrival clock."""
+        return (self.anchor_arrival_s or 0.0) + position_s - self.origin_s
 
 
 @dataclass
@@ -176,17 +181,15 @@ class LiveCaptions:
         self,
         config: CaptionConfig,
         model: SpeechModel,
-        on_caption: Callable[[Caption], None],
+        on_caption: CaptionCallback,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
-        origin_s: float = 0.0,
     ) -> None:
         self.config = config
         self.model = model
         self.counters = _Counters()
         self._on_caption = on_caption
         self._loop = loop or asyncio.get_running_loop()
-        self._origin_s = origin_s
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._jobs: deque[_Job] = deque()
@@ -194,11 +197,14 @@ class LiveCaptions:
         self._threads = _Threads()
         self._taps_lock = threading.Lock()
 
-    def tap(self, track: TappedTrack) -> CaptionTap | None:
-        """A tap for an Opus audio track, or None for anything else."""
+    def tap(self, track: TappedTrack, *, origin_s: float = 0.0) -> CaptionTap | None:
+        """A tap for an Opus audio track, or None for anything else.
+
+        ``origin_s``: the meeting's start on the clock of ``arrival_s``.
+        """
         if track.kind != "audio" or track.codec.lower() != "opus" or self._stopping.is_set():
             return None
-        tap = CaptionTap(self, track)
+        tap = CaptionTap(self, track, origin_s)
         with self._taps_lock:
             self._threads.taps.append(tap)
         self._start_threads()
@@ -374,18 +380,18 @@ class LiveCaptions:
             "participant_id": track.participant_id,
             "name": track.participant_name,
             "text": text,
-            "start": round(job.tap.time_of(utterance.start_s) - self._origin_s, 3),
-            "end": round(job.tap.time_of(utterance.end_s) - self._origin_s, 3),
+            "start": round(job.tap.time_of(utterance.start_s), 3),
+            "end": round(job.tap.time_of(utterance.end_s), 3),
             "final": True,
         }
         counters.captions += 1
         try:
-            self._loop.call_soon_threadsafe(self._deliver, caption)
+            self._loop.call_soon_threadsafe(self._deliver, track.meeting_id, caption)
         except RuntimeError:  # the loop is closed: nobody is left to show it
             pass
 
-    def _deliver(self, caption: Caption) -> None:
+    def _deliver(self, meeting_id: str, caption: Caption) -> None:
         try:
-            self._on_caption(caption)
+            self._on_caption(meeting_id, caption)
         except Exception:
             log.exception("captions: on_caption failed")

@@ -93,12 +93,13 @@ async def test_spoken_sentences_arrive_as_captions_on_the_event_loop(
     captions: list[dict[str, Any]] = []
     loop_thread: list[int] = []
 
-    def on_caption(caption: dict[str, Any]) -> None:
+    def on_caption(meeting_id: str, caption: dict[str, Any]) -> None:
+        assert meeting_id == "m1"
         loop_thread.append(threading.get_ident())
         captions.append(caption)
 
-    live = LiveCaptions(CaptionConfig(), model, on_caption, origin_s=100.0)
-    tap = live.tap(track())
+    live = LiveCaptions(CaptionConfig(), model, on_caption)
+    tap = live.tap(track(), origin_s=100.0)
     assert tap is not None
     # The RTP timestamp starts near the wrap, as a random initial one may.
     await feed(tap, speech["payloads"], start_ts=2**32 - 50 * TICKS)
@@ -122,7 +123,7 @@ async def test_spoken_sentences_arrive_as_captions_on_the_event_loop(
 
 
 async def test_only_opus_audio_tracks_are_tapped(model: SpeechModel) -> None:
-    live = LiveCaptions(CaptionConfig(), model, lambda caption: None)
+    live = LiveCaptions(CaptionConfig(), model, lambda meeting_id, caption: None)
     assert live.tap(track(kind="video", codec="VP8")) is None
     assert live.tap(track(codec="PCMU")) is None
     await live.aclose()
@@ -131,7 +132,7 @@ async def test_only_opus_audio_tracks_are_tapped(model: SpeechModel) -> None:
 async def test_a_full_packet_queue_drops_and_counts_without_blocking(
     model: SpeechModel, speech: dict[str, Any]
 ) -> None:
-    live = LiveCaptions(CaptionConfig(packet_queue=20), model, lambda caption: None)
+    live = LiveCaptions(CaptionConfig(packet_queue=20), model, lambda meeting_id, caption: None)
     tap = live.tap(track())
     assert tap is not None
     payloads = speech["payloads"][:400]
@@ -168,7 +169,11 @@ async def test_when_recognition_falls_behind_the_oldest_utterances_are_dropped(
 ) -> None:
     captions: list[dict[str, Any]] = []
     held = HeldModel(model)
-    live = LiveCaptions(CaptionConfig(chunk_queue=1), held, captions.append)  # type: ignore[arg-type]
+    live = LiveCaptions(
+        CaptionConfig(chunk_queue=1),
+        held,  # type: ignore[arg-type]
+        lambda meeting_id, caption: captions.append(caption),
+    )
     taps = [live.tap(track(f"p-{name}")) for name in ("ann", "ben", "cat", "dan")]
     for tap in taps:
         assert tap is not None
