@@ -354,5 +354,9 @@ class Transcriber:
             }
 
     def close(self) -> None:
-        """Stop the workers once the files they hold are done."""
+        """Stop the workers once the files they hold are done (blocking)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self.close)
