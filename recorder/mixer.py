@@ -22,12 +22,17 @@ from .errors import RecordingWriteError
 from .storage import WritableFile
 from .writers import IO_BUFFER_BYTES, GuardedFile
 
-__all__ = ["AudioMixer", "MIX_BLOCK_SAMPLES", "MIX_RATE"]
+__all__ = ["AudioMixer", "MIX_BLOCK_SAMPLES", "MIX_RATE", "clip_to_int16"]
 
 MIX_RATE = 48000
 MIX_BLOCK_SAMPLES = 960  # 20 ms, one Opus frame
 _BITRATE = 48000
 _INT16_MIN, _INT16_MAX = -32768, 32767
+
+
+def clip_to_int16(mixed: npt.NDArray[np.int32]) -> npt.NDArray[np.int16]:
+    """A sum of 16-bit signals back in 16 bits: clipped, never wrapped around."""
+    return np.clip(mixed, _INT16_MIN, _INT16_MAX).astype(np.int16)
 
 
 class AudioMixer:
@@ -137,7 +142,7 @@ class AudioMixer:
             samples = (
                 np.zeros((1, MIX_BLOCK_SAMPLES), np.int16)
                 if block is None
-                else np.clip(block, _INT16_MIN, _INT16_MAX).astype(np.int16).reshape(1, -1)
+                else clip_to_int16(block).reshape(1, -1)
             )
             frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
             frame.sample_rate = MIX_RATE

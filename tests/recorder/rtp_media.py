@@ -41,12 +41,12 @@ class RtpPacket:
 
 
 @functools.cache
-def _opus_payloads(seconds: float, freq: float) -> tuple[bytes, ...]:
+def _opus_payloads(seconds: float, freq: float, amplitude: int) -> tuple[bytes, ...]:
     encoder = OpusEncoder()
     payloads: list[bytes] = []
     for i in range(round(seconds * 50)):
         t = np.arange(960 * i, 960 * (i + 1)) / 48000
-        samples = (np.sin(2 * np.pi * freq * t) * 8000).astype(np.int16).reshape(1, -1)
+        samples = (np.sin(2 * np.pi * freq * t) * amplitude).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = 48000
         frame.pts = 960 * i
@@ -96,11 +96,12 @@ def opus_stream(
     ts: int = 5000,
     at: float = T0,
     freq: float = 440.0,
+    amplitude: int = 8000,
 ) -> list[RtpPacket]:
-    """Opus RTP packets, 20 ms each, arriving every 20 ms from ``at``."""
+    """Opus RTP packets of a tone, 20 ms each, arriving every 20 ms from ``at``."""
     return [
         RtpPacket((seq + i) % 65536, (ts + 960 * i) % 2**32, i == 0, payload, at + 0.02 * i)
-        for i, payload in enumerate(_opus_payloads(seconds, freq))
+        for i, payload in enumerate(_opus_payloads(seconds, freq, amplitude))
     ]
 
 
