@@ -121,12 +121,10 @@ class CaptionTap:
         # append and popleft are atomic, so no lock is taken per packet.
         self._inbox: deque[tuple[int, bytes, float]] = deque()
         self.closed = False
-        self.muted_now = False
         # The decode thread's state for this track.
         self.decoder = OpusPacketDecoder()
         self.chunker = SpeechChunker(owner.config.chunker_settings())
-        self.anchor_arrival_s: float | None = None
-        self.anchor_ts = 0  # RTP timestamp at the chunker's position 0
+        self.anchor_arrival_s: float | None = None  # arrival of the chunker's position 0
         self.next_ts: int | None = None  # where the next payload should start
         self.last_packet_at = 0.0  # time.monotonic() of the last payload decoded
         self.control: deque[tuple[str, bool]] = deque()
@@ -211,7 +209,9 @@ class LiveCaptions:
         return tap
 
     def wake(self) -> None:
-        self._wake.set()
+        # is_set() is a plain read; set() takes a lock: once per batch, not per packet.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def stats(self) -> dict[str, Any]:
         """How captions keep up: drops, backlog and lag (for the metrics endpoint)."""
@@ -305,7 +305,7 @@ class LiveCaptions:
 
     def _decode(self, tap: CaptionTap, timestamp: int, payload: bytes, arrival_s: float) -> None:
         if tap.next_ts is None or tap.anchor_arrival_s is None:
-            tap.anchor_arrival_s, tap.anchor_ts, tap.next_ts = arrival_s, timestamp, timestamp
+            tap.anchor_arrival_s, tap.next_ts = arrival_s, timestamp
         # RFC 3550 section 5.1: timestamps wrap at 2^32; compare modulo.
         gap = (timestamp - tap.next_ts + 2**31) % 2**32 - 2**31
         if gap < -TICKS_PER_SAMPLE * 160:  # more than 10 ms in the past
