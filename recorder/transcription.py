@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from recorder.transcription_audio import SAMPLE_RATE, decode_audio_file
-from recorder.transcription_errors import TranscriptionBusy, TranscriptionError
+from recorder.transcription_errors import AudioDecodeError, TranscriptionBusy, TranscriptionError
 from recorder.transcription_model import ModelSettings, SpeechModel
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "TrackTranscript",
     "Transcriber",
     "TranscriptionConfig",
+    "local_opener",
     "merge_transcripts",
     "tracks_from_manifest",
 ]
@@ -84,7 +85,8 @@ class TranscriptionConfig:
 class AudioTrack:
     """One participant's audio file and where it starts on the recording's timeline."""
 
-    path: Path
+    # The file's name for the opener: a storage name, or a local path.
+    path: str | Path
     participant_id: str
     speaker: str
     start_offset_s: float = 0.0
@@ -104,37 +106,57 @@ class TrackTranscript:
     error: str | None = None
 
 
-def _manifest_path(directory: Path, entry: Mapping[str, Any]) -> Path:
-    name = entry.get("path") or entry.get("file") or entry.get("filename")
-    if not isinstance(name, str) or not name:
-        raise TranscriptionError("manifest entry has no file path")
+def local_opener(root: Path) -> Opener:
+    """An opener for files stored under ``root`` on the local filesystem."""
+    base = root.resolve()
+
+    def open_stored(name: str) -> BinaryIO:
+        path = (base / name).resolve()
+        # Names come from a manifest on disk: they must not reach outside the root.
+        if not path.is_relative_to(base):
+            raise TranscriptionError(f"{name!r} is outside the recordings root")
+        return path.open("rb")
+
+    return open_stored
+
+
+def _open_local(name: str) -> BinaryIO:
+    return Path(name).open("rb")
+
+
+def _file_name(folder: str, name: str) -> str:
     relative = PurePosixPath(name)
-    # The manifest comes from disk: it must not point outside its recording.
     if relative.is_absolute() or ".." in relative.parts:
-        raise TranscriptionError(f"manifest path {name!r} leaves the recording directory")
-    return directory.joinpath(*relative.parts)
+        raise TranscriptionError(f"manifest path {name!r} leaves the recording's folder")
+    # The recorder writes names from the storage root ("<folder>/01-ann-microphone.ogg");
+    # a name without the folder is taken as relative to the manifest.
+    prefix = folder.rstrip("/") + "/"
+    return name if name.startswith(prefix) else prefix + name
 
 
-def tracks_from_manifest(manifest: Mapping[str, Any], directory: Path) -> list[AudioTrack]:
-    """The per-participant audio files listed in a recording's ``manifest.json``."""
-    entries = manifest.get("files", manifest.get("tracks", []))
+def tracks_from_manifest(manifest: Mapping[str, Any], folder: str) -> list[AudioTrack]:
+    """The per-participant audio files a recording's ``manifest.json`` lists."""
+    entries = manifest.get("files", [])
     if not isinstance(entries, list):
         raise TranscriptionError("manifest 'files' must be a list")
     tracks: list[AudioTrack] = []
     for entry in entries:
         if not isinstance(entry, Mapping) or entry.get("kind") != "audio":
             continue
-        participant_id = entry.get("participant_id")
+        participant_id, name = entry.get("participant_id"), entry.get("path")
+        # The mixed-audio file belongs to nobody; a track that never got a file has no path.
         if not isinstance(participant_id, str) or not participant_id:
-            continue  # the mixed-audio file belongs to nobody: not transcribed per speaker
-        name = entry.get("name") or entry.get("participant_name") or participant_id
+            continue
+        if not isinstance(name, str) or not name:
+            continue
+        speaker = entry.get("name") or participant_id
         offset = entry.get("start_offset_s", 0.0)
         duration = entry.get("duration_s")
         tracks.append(
             AudioTrack(
-                path=_manifest_path(directory, entry),
+                path=_file_name(folder, name),
                 participant_id=participant_id,
-                speaker=str(name),
+                speaker=str(speaker),
                 start_offset_s=float(offset) if isinstance(offset, int | float) else 0.0,
                 duration_s=float(duration) if isinstance(duration, int | float) else None,
             )
@@ -175,7 +197,7 @@ def merge_transcripts(parts: Iterable[TrackTranscript]) -> dict[str, Any]:
         "errors": [
             {
                 "participant_id": p.track.participant_id,
-                "file": p.track.path.name,
+                "file": PurePosixPath(str(p.track.path)).name,
                 "error": p.error,
             }
             for p in parts
@@ -204,8 +226,9 @@ class _Totals:
 class Transcriber:
     """Transcribes recordings in a bounded pool of worker threads.
 
-    Files are read through ``opener`` (a stored name → a binary reader, such
-    as the storage's decrypting ``open``), or from the local filesystem.
+    Files are read through ``opener`` (a stored name → a binary reader: the
+    storage's decrypting ``open``, or :func:`local_opener`); without one,
+    names are local paths.
     """
 
     def __init__(
@@ -217,24 +240,25 @@ class Transcriber:
     ) -> None:
         self.config = config
         self.model = model or SpeechModel(config.model_settings())
-        self._opener = opener
+        self._opener = opener or _open_local
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="transcription")
         self._lock = threading.Lock()  # the totals are updated from worker threads
         self._totals = _Totals()
         self._next_job = 0
 
     async def transcribe_recording(
-        self, directory: Path, *, language: str | None = None
+        self, folder: str | Path, *, language: str | None = None
     ) -> dict[str, Any]:
-        """Transcribe the audio files a recording's ``manifest.json`` lists."""
-        manifest_text = await asyncio.to_thread(self._read, directory / MANIFEST_NAME)
+        """Transcribe the audio files listed in ``<folder>/manifest.json``."""
+        folder = str(folder)
+        manifest_text = await asyncio.to_thread(self._read, f"{folder}/{MANIFEST_NAME}")
         try:
             manifest = json.loads(manifest_text)
         except ValueError as exc:
             raise TranscriptionError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
         if not isinstance(manifest, dict):
             raise TranscriptionError(f"{MANIFEST_NAME} must be a JSON object")
-        return await self.transcribe(tracks_from_manifest(manifest, directory), language=language)
+        return await self.transcribe(tracks_from_manifest(manifest, folder), language=language)
 
     async def transcribe(
         self, tracks: Sequence[AudioTrack], *, language: str | None = None
@@ -291,19 +315,22 @@ class Transcriber:
                 self._totals.failed += 1
         return part
 
-    def _read(self, path: Path) -> bytes:
-        if self._opener is None:
-            return path.read_bytes()
-        with self._opener(path.as_posix()) as file:
-            return file.read()
+    def _read(self, name: str) -> bytes:
+        try:
+            with self._opener(name) as file:
+                return file.read()
+        except OSError as exc:  # the storage's not-found is a FileNotFoundError too
+            raise TranscriptionError(f"cannot read {name}: {exc}") from exc
 
     def _transcribe_track(self, track: AudioTrack, language: str | None) -> TrackTranscript:
         started = time.monotonic()
-        if self._opener is None:
-            audio = decode_audio_file(track.path)
-        else:
-            with self._opener(track.path.as_posix()) as file:
-                audio = decode_audio_file(file, track.path.name)
+        name = str(track.path)
+        try:
+            file = self._opener(name)
+        except OSError as exc:
+            raise AudioDecodeError(f"cannot open {PurePosixPath(name).name}: {exc}") from exc
+        with file:
+            audio = decode_audio_file(file, PurePosixPath(name).name)
         recognition = self.model.recognize(
             audio,
             language=language,

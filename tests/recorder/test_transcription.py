@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,6 +17,7 @@ from recorder.transcription import (
     AudioTrack,
     Transcriber,
     TranscriptionConfig,
+    local_opener,
     tracks_from_manifest,
 )
 from recorder.transcription_audio import SAMPLE_RATE, decode_audio_file
@@ -137,69 +139,102 @@ async def test_two_speakers_are_transcribed_attributed_and_merged_in_time_order(
     assert transcript["errors"] == []
 
 
-async def test_a_recording_is_transcribed_from_its_manifest(
-    model: SpeechModel, meeting: dict[str, Any]
-) -> None:
-    manifest = {
+def recorder_manifest(folder: str, bob_offset: float) -> dict[str, Any]:
+    """A manifest as the recorder writes it: names from the storage root."""
+    return {
+        "version": 1,
+        "recording_id": "rec-1",
         "files": [
             {
-                "path": "bob.ogg",
                 "participant_id": "p-bob",
                 "name": "Bob",
+                "track_id": "t1",
                 "kind": "audio",
-                "start_offset_s": meeting["bob_offset"],
+                "source": "microphone",
+                "codec": "opus",
+                "container": "ogg",
+                "path": f"{folder}/01-bob-microphone.ogg",
+                "start_offset_s": bob_offset,
                 "duration_s": 5.0,
             },
-            {
-                "path": "video.webm",
-                "participant_id": "p-bob",
-                "name": "Bob",
-                "kind": "video",
-                "start_offset_s": 0.0,
-            },
-        ]
+            {"participant_id": "p-bob", "name": "Bob", "kind": "video", "path": f"{folder}/v.webm"},
+            # A track that never got a file, and the mix that belongs to nobody.
+            {"participant_id": "p-cat", "name": "Cat", "kind": "audio", "path": None},
+            {"participant_id": None, "name": "mixed audio", "kind": "audio", "path": "x.ogg"},
+        ],
     }
-    (meeting["dir"] / "manifest.json").write_text(json.dumps(manifest))
-    transcriber = Transcriber(TranscriptionConfig(), model)
+
+
+async def test_a_recording_is_transcribed_from_its_manifest(
+    model: SpeechModel, meeting: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "m1" / "rec-1"
+    folder.mkdir(parents=True)
+    shutil.copy(meeting["bob"].path, folder / "01-bob-microphone.ogg")
+    manifest = recorder_manifest("m1/rec-1", meeting["bob_offset"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    transcriber = Transcriber(TranscriptionConfig(), model, opener=local_opener(tmp_path))
     try:
-        transcript = await transcriber.transcribe_recording(meeting["dir"])
+        transcript = await transcriber.transcribe_recording("m1/rec-1")
     finally:
-        transcriber.close()
+        await transcriber.aclose()
     assert {s["participant_id"] for s in transcript["segments"]} == {"p-bob"}
     assert word_error_rate(BOB[0], speaker_text(transcript, "p-bob")) < 0.35
+    assert transcript["segments"][0]["start"] >= meeting["bob_offset"] - 0.1
     assert transcriber.stats()["completed"] == 1
 
-    # Through a storage reader (names relative to its root), as for encrypted files.
+    # Through a storage reader (a decrypting one returns file-like objects).
     opened: list[str] = []
 
     def opener(name: str) -> BinaryIO:
         opened.append(name)
-        return io.BytesIO((meeting["dir"] / name).read_bytes())
+        return io.BytesIO((tmp_path / name).read_bytes())
 
     transcriber = Transcriber(TranscriptionConfig(), model, opener=opener)
     try:
-        stored = await transcriber.transcribe_recording(Path("."))
+        stored = await transcriber.transcribe_recording("m1/rec-1")
     finally:
-        transcriber.close()
-    assert opened == ["manifest.json", "bob.ogg"]
+        await transcriber.aclose()
+    assert opened == ["m1/rec-1/manifest.json", "m1/rec-1/01-bob-microphone.ogg"]
     assert stored["segments"] == transcript["segments"]
 
+    # Without an opener: local paths, and names relative to the manifest's folder.
+    (folder / "manifest.json").write_text(
+        json.dumps(recorder_manifest("elsewhere", meeting["bob_offset"])).replace("elsewhere/", "")
+    )
+    transcriber = Transcriber(TranscriptionConfig(), model)
+    try:
+        local = await transcriber.transcribe_recording(folder)
+    finally:
+        await transcriber.aclose()
+    assert local["segments"] == transcript["segments"]
 
-def test_manifest_paths_may_not_leave_the_recording(tmp_path: Path) -> None:
+
+async def test_a_missing_manifest_or_file_is_a_clear_error(
+    model: SpeechModel, tmp_path: Path
+) -> None:
+    transcriber = Transcriber(TranscriptionConfig(), model, opener=local_opener(tmp_path))
+    try:
+        with pytest.raises(TranscriptionError, match="cannot read nowhere/manifest.json"):
+            await transcriber.transcribe_recording("nowhere")
+        with pytest.raises(TranscriptionError, match="outside the recordings root"):
+            await transcriber.transcribe([AudioTrack("../../etc/passwd", "p", "P")])
+        with pytest.raises(TranscriptionError, match="cannot open gone.ogg"):
+            await transcriber.transcribe([AudioTrack("gone.ogg", "p", "P")])
+    finally:
+        await transcriber.aclose()
+
+
+def test_manifest_paths_may_not_leave_the_recording() -> None:
     entry = {"participant_id": "p", "name": "P", "kind": "audio"}
     for bad in ("../etc/passwd", "/etc/passwd", "a/../../x.ogg"):
-        with pytest.raises(TranscriptionError, match="leaves the recording directory"):
-            tracks_from_manifest({"files": [{**entry, "path": bad}]}, tmp_path)
+        with pytest.raises(TranscriptionError, match="leaves the recording's folder"):
+            tracks_from_manifest({"files": [{**entry, "path": bad}]}, "m/r")
     tracks = tracks_from_manifest(
-        {
-            "files": [
-                {**entry, "path": "a/p.ogg", "start_offset_s": 2},
-                {"kind": "audio", "path": "mixed.ogg", "participant_id": None},
-            ]
-        },
-        tmp_path,
+        {"files": [{**entry, "path": "a/p.ogg", "start_offset_s": 2}]}, "m/r"
     )
-    assert tracks == [AudioTrack(tmp_path / "a" / "p.ogg", "p", "P", 2.0)]
+    assert tracks == [AudioTrack("m/r/a/p.ogg", "p", "P", 2.0)]
 
 
 def test_a_pause_in_the_file_keeps_the_speech_after_it_in_place(tmp_path: Path) -> None:
