@@ -81,7 +81,7 @@ class RecordingSession:
         self._clock = clock
         self._on_done = on_done
         self._tracks: list[TrackRecording] = []
-        self._skipped: list[dict[str, str]] = []
+        self._skipped: list[dict[str, Any]] = []
         self._failure: str | None = None
         self._disk_full = False
         self._stopping = threading.Event()
@@ -93,11 +93,8 @@ class RecordingSession:
         self._drops_logged = (0, 0.0)
         self._reserve = Reservation()
         self._mixer: AudioMixer | None = None
-        try:
-            self._reserve = storage.reserve(
-                f"{self.folder}/{RESERVE_NAME}", config.disk_reserve_bytes
-            )
-            if options.mixed_audio:
+        if options.mixed_audio:
+            try:
                 self._mixer = AudioMixer(
                     storage.create(
                         f"{self.folder}/{MIXED_AUDIO_NAME}",
@@ -106,9 +103,9 @@ class RecordingSession:
                     ),
                     round(config.mix_latency_s * MIX_RATE),
                 )
-        except (OSError, StorageError, RecordingWriteError) as exc:
-            self._failure = f"cannot start writing: {exc}"
-            logger.warning("recording %s could not start: %s", recording_id, exc)
+            except (OSError, StorageError, RecordingWriteError) as exc:
+                self._failure = f"cannot start writing: {exc}"
+                logger.warning("recording %s could not start: %s", recording_id, exc)
         self._thread = threading.Thread(
             target=self._run, name=f"recorder-{recording_id}", daemon=True
         )
@@ -194,6 +191,7 @@ class RecordingSession:
     def _run(self) -> None:
         try:
             if self._failure is None:
+                self._reserve_space()
                 self._write_until_stopped()
         except RecordingWriteError as exc:
             self._fail(exc.reason)
@@ -210,6 +208,15 @@ class RecordingSession:
             self._report_from_thread()
         if self._on_done is not None:
             self._on_done(self)
+
+    def _reserve_space(self) -> None:
+        """Set disk space aside (in this thread: allocating is I/O) to close files when full."""
+        try:
+            self._reserve = self._storage.reserve(
+                f"{self.folder}/{RESERVE_NAME}", self._config.disk_reserve_bytes
+            )
+        except (OSError, StorageError) as exc:
+            raise RecordingWriteError(f"cannot start writing: {exc}") from exc
 
     def _write_until_stopped(self) -> None:
         while True:
@@ -278,6 +285,9 @@ class RecordingSession:
 
     def _finish(self) -> dict[str, Any]:
         files = [self._file_entry(r) for r in self._tracks if r.writer is not None]
+        for recording in self._tracks:
+            if recording.writer is None:
+                self._skipped.append(self._without_media(recording))
         if self._mixer is not None:
             files.append(self._mixed_entry(self._mixer))
         stopped_at = self._clock()
@@ -320,6 +330,21 @@ class RecordingSession:
             "duration_s": manifest["duration_s"],
             "encrypted": self.options.encryption_enabled,
             "skipped_tracks": self._skipped,
+        }
+
+    @staticmethod
+    def _without_media(recording: TrackRecording) -> dict[str, Any]:
+        track, stats = recording.track, recording.stats
+        return {
+            "participant_id": track.participant_id,
+            "track_id": track.track_id,
+            "kind": track.kind,
+            "source": track.source,
+            "codec": track.codec,
+            "reason": "no usable media arrived"
+            + (" (no keyframe)" if stats.frames_dropped and track.kind == "video" else ""),
+            "packets": stats.packets,
+            "packets_malformed": stats.packets_malformed,
         }
 
     def _retention_days(self) -> int:

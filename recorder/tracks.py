@@ -27,7 +27,7 @@ from .depacketize import (
     ReorderBuffer,
     depacketizer_for,
 )
-from .errors import RecordingWriteError, StorageError
+from .errors import MalformedPayload, RecordingWriteError, StorageError
 from .mixer import MIX_RATE, AudioMixer
 from .storage import Storage
 from .writers import OPUS_SILENCE_SAMPLES, Container, TrackWriter
@@ -145,7 +145,7 @@ class TrackRecording:
         self.writer: TrackWriter | None = None
         self.start_offset_s = 0.0
         self.silence_samples = 0
-        self.frames_out_of_order = 0
+        self.frames_refused = 0
         self.newest_arrival = 0.0
         self._storage = storage
         self._encrypt = encrypt
@@ -228,7 +228,9 @@ class TrackRecording:
             "start_offset_s": round(self.start_offset_s, 3),
             "duration_s": round(writer.end_pts / self._rate, 3) if writer else 0.0,
             "frames": writer.frames if writer else 0,
-            "frames_dropped": stats.frames_dropped + self.frames_out_of_order,
+            "frames_dropped": stats.frames_dropped
+            + self.frames_refused
+            + (writer.refused if writer else 0),
             "packets": stats.packets,
             "packets_lost": stats.packets_lost,
             "packets_late": stats.packets_late,
@@ -271,20 +273,25 @@ class TrackRecording:
         self._depacketizer.push(timestamp, marker, payload, arrival, gap)
 
     def _frame(self, frame: EncodedFrame) -> None:
-        step = frame.samples or 1
-        pts = self._timeline.place(frame.timestamp, frame.arrival_s, step)
         if self.writer is None:
-            self._open(frame)
+            try:
+                if not frame.keyframe:
+                    raise MalformedPayload("a file must start with a keyframe")
+                self._open(frame)
+            except MalformedPayload:
+                self.frames_refused += 1
+                return
         writer = self.writer
         assert writer is not None
+        pts = self._timeline.place(frame.timestamp, frame.arrival_s, frame.samples or 1)
         if not self._audio:
             if not writer.write(pts, frame.data, frame.keyframe):
-                self.frames_out_of_order += 1
+                self.frames_refused += 1
             return
         pts -= self._shift
         gap = pts - self._next_pts
         if gap < 0:
-            self.frames_out_of_order += 1  # overlaps what is written: a duplicate
+            self.frames_refused += 1  # overlaps what is written: a duplicate
             return
         if gap:
             silence = self._silence()
@@ -315,4 +322,9 @@ class TrackRecording:
             file = self._storage.create(self.name, encrypt=self._encrypt, on_full=self._on_full)
         except (OSError, StorageError) as exc:
             raise RecordingWriteError(f"cannot create {self.name}: {exc}") from exc
-        self.writer = TrackWriter(file, self.container, self.track.codec, self._rate, frame)
+        try:
+            self.writer = TrackWriter(file, self.container, self.track.codec, self._rate, frame)
+        except MalformedPayload:
+            # This keyframe cannot start a file; the next one may.
+            self._storage.delete(self.name)
+            raise

@@ -28,7 +28,7 @@ import av.stream
 import numpy as np
 
 from .depacketize import EncodedFrame, vp8_frame_info
-from .errors import RecordingWriteError
+from .errors import MalformedPayload, RecordingWriteError
 from .storage import WritableFile
 
 __all__ = [
@@ -171,6 +171,7 @@ class TrackWriter:
         self.width = 0
         self.height = 0
         self.channels = 0
+        self.refused = 0  # frames the muxer would not take (kept out, counted)
         self._file = GuardedFile(file)
         self._time_base = Fraction(1, clock_rate)
         self._held: tuple[int, bytes, bool] | None = None
@@ -189,16 +190,20 @@ class TrackWriter:
         except Exception as exc:
             self._file.close()
             self._file.check()
+            if isinstance(exc, MalformedPayload):
+                raise
             raise RecordingWriteError(f"cannot open the {container.muxer} muxer: {exc}") from exc
 
     def write(self, pts: int, frame: bytes, keyframe: bool, duration: int = 0) -> bool:
-        """Add one frame at ``pts`` (clock units); False if it cannot follow the last one."""
+        """Add one frame at ``pts`` (clock units); False if it cannot follow the last one.
+
+        Raises RecordingWriteError when the file cannot be written.
+        """
         if pts <= self._last_pts:
             return False
         self._last_pts = pts
         if duration:
-            self._mux(pts, frame, keyframe, duration)
-            return True
+            return self._mux(pts, frame, keyframe, duration)
         if self._held is not None:
             held_pts, held_frame, held_key = self._held
             self._last_duration = pts - held_pts
@@ -228,7 +233,7 @@ class TrackWriter:
     def failed(self) -> bool:
         return self._file.error is not None
 
-    def _mux(self, pts: int, data: bytes, keyframe: bool, duration: int) -> None:
+    def _mux(self, pts: int, data: bytes, keyframe: bool, duration: int) -> bool:
         packet = av.Packet(data)
         packet.pts = pts
         packet.dts = pts
@@ -238,12 +243,14 @@ class TrackWriter:
         packet.is_keyframe = keyframe
         try:
             self._output.mux(packet)
-        except Exception as exc:
+        except Exception:  # noqa: BLE001 - an I/O failure shows in the guard; else skip the frame
             self._file.check()
-            raise RecordingWriteError(f"the muxer refused a frame: {exc}") from exc
+            self.refused += 1
+            return False
         self._file.check()
         self.frames += 1
         self.end_pts = pts + duration
+        return True
 
     def _add_stream(self, first: EncodedFrame) -> av.stream.Stream:
         if self.codec == "opus":
@@ -261,13 +268,23 @@ class TrackWriter:
             assert isinstance(context, av.VideoCodecContext)
             self.width, self.height = context.width, context.height
             return video
-        raise RecordingWriteError(f"no writer for codec {self.codec}")
+        raise MalformedPayload(f"no writer for codec {self.codec}")
 
     def _stream_from(self, sample: bytes, fmt: str) -> av.stream.Stream:
         """An output stream copying the codec parameters probed from the first keyframe."""
-        with av.open(io.BytesIO(sample), "r", format=fmt) as probe:
-            template = probe.streams.video[0]
-            stream = self._output.add_stream_from_template(template)
+        try:
+            with av.open(io.BytesIO(sample), "r", format=fmt) as probe:
+                template = probe.streams.video[0]
+                context = template.codec_context
+                if not (context.width and context.height):
+                    raise MalformedPayload("the first keyframe does not give the picture size")
+                stream = self._output.add_stream_from_template(template)
+        except (av.FFmpegError, IndexError, ValueError) as exc:
+            if isinstance(exc, MalformedPayload):
+                raise
+            raise MalformedPayload(
+                f"the first keyframe does not describe the stream: {exc}"
+            ) from exc
         stream.time_base = self._time_base
         return stream
 

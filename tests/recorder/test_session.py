@@ -286,6 +286,9 @@ async def test_garbage_payloads_are_dropped_and_counted_never_raised(recorder: R
     assert entry["duration_s"] == pytest.approx(2.0, abs=0.05)  # silence where garbage was
     assert decode_all(path_of(recorder, entry))[0] == 100
     assert not any(f["track_id"] == "p2-camera" for f in result["files"])  # nothing decodable
+    [noise_track] = result["skipped_tracks"]
+    assert noise_track["reason"].startswith("no usable media arrived")
+    assert noise_track["packets"] == 600 and noise_track["packets_malformed"] > 100
 
 
 async def test_a_full_queue_drops_and_counts_instead_of_blocking(
@@ -297,6 +300,25 @@ async def test_a_full_queue_drops_and_counts_instead_of_blocking(
     assert entry["packets_dropped_queue_full"] > 0
     assert entry["packets"] + entry["packets_dropped_queue_full"] == 200
     probe(path_of(recorder, entry))
+
+
+async def test_a_file_starts_at_the_first_keyframe_it_can_use(recorder: Recorder) -> None:
+    packets = h264_stream(2.0, keyframe_every=30)
+    first = packets[0].timestamp
+    bad = b"\x78\x00\x04\x67\xff\xff\xff\x00\x02\x68\xee\x00\x03\x65\x88\x80"  # STAP-A
+    broken = [RtpPacket(packets[0].sequence_number, first, True, bad, T0)] + [
+        replace(p, sequence_number=p.sequence_number + 1000)
+        for p in packets
+        if p.timestamp != first
+    ]
+    broken = [
+        replace(p, sequence_number=broken[0].sequence_number + i) for i, p in enumerate(broken)
+    ]
+    _, result = await record(recorder, [(video(codec="H264"), broken)])
+    entry = file_of(result, "p1-camera")
+    assert entry["start_offset_s"] == pytest.approx(1.0, abs=0.01)
+    assert entry["frames"] == 30 and entry["frames_dropped"] == 30
+    assert count_frames(path_of(recorder, entry)) == (30, "")
 
 
 async def test_options_choose_the_tracks(recorder: Recorder) -> None:
@@ -311,8 +333,9 @@ async def test_options_choose_the_tracks(recorder: Recorder) -> None:
         "camera video is not included",
         "screen video is not included",
         "codec PCMU is not recorded",
+        "no usable media arrived",  # the microphone sent nothing
     ]
-    assert session.result["files"] == []  # the microphone sent nothing
+    assert session.result["files"] == []
     assert session.track(audio("p3")) is None  # over
 
 

@@ -16,7 +16,7 @@ from recorder.depacketize import (
     OpusDepacketizer,
     Vp8Depacketizer,
 )
-from recorder.errors import RecordingWriteError
+from recorder.errors import MalformedPayload, RecordingWriteError
 from recorder.storage import LocalFile, LocalStorage
 from recorder.writers import TrackWriter, container_for, opus_silence_frame
 from tests.recorder.rtp_media import (
@@ -171,3 +171,13 @@ def test_an_io_error_is_a_write_error_and_the_file_stays_readable(storage: Local
     assert writer.failed
     readable, complaints = count_frames(storage.root / "v.webm")
     assert 0 < readable < len(frames)
+
+
+def test_a_keyframe_that_does_not_describe_the_stream_opens_nothing(storage: LocalStorage) -> None:
+    bad_sps = b"\x00\x00\x00\x01\x67\xff\xff\xff\x00\x00\x00\x01\x68\xee\x00\x00\x00\x01\x65"
+    container = container_for("webm", "H264")
+    assert container is not None
+    with pytest.raises(MalformedPayload, match="picture size"):
+        TrackWriter(
+            storage.create("v.mp4"), container, "H264", 90000, EncodedFrame(0, bad_sps, True, 0.0)
+        )
