@@ -244,6 +244,10 @@ class App {
         live() && this.tools.permissionsChanged(role, permissions, options),
       moderated: (message) => live() && this.moderated(message),
       screenShareEnded: () => live() && this.setScreenButton(false),
+      recordingJoined: (recording) => live() && this.tools.recordingJoined(recording),
+      recordingChanged: (message) => live() && this.tools.recordingChanged(message),
+      recordingRefused: (error) => live() && this.tools.recordingRefused(error),
+      caption: (message) => live() && this.tools.caption(message),
     };
   }
 
@@ -489,6 +493,9 @@ function removalMessage(reason) {
   };
 }
 
+// What window.townhall.deliver() may show: drawn on this page and nothing else.
+const LOCAL_FRAME_TYPES = new Set(["caption"]);
+
 /** Read-only debugging state for people and tests; the page never reads it. */
 function exposeDebugState(app) {
   const state = {};
@@ -519,6 +526,16 @@ function exposeDebugState(app) {
     lobby: { get: () => app.tools.lobby.map((person) => ({ ...person })), enumerable: true },
     chat: { get: () => [...app.tools.chat.messages.values()].map((message) => ({ ...message })), enumerable: true },
     sharingScreen: { get: () => Boolean(app.session?.screenTrack), enumerable: true },
+    recording: { get: () => (app.tools.recording.recording ? { ...app.tools.recording.recording } : null), enumerable: true },
+    captions: { get: () => app.tools.captions.snapshot(), enumerable: true },
+    // Shows a frame the server could have sent, on this page only (tests of what
+    // the page draws); frames that would change the session's state are refused.
+    deliver: {
+      value: (message) => {
+        if (!LOCAL_FRAME_TYPES.has(message?.type)) throw new Error(`deliver() takes only ${[...LOCAL_FRAME_TYPES]}`);
+        app.session?.signaling?.dispatch({ ...message });
+      },
+    },
   });
   window.townhall = Object.freeze(state);
 }

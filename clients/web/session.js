@@ -14,6 +14,9 @@ const FATAL_ERROR_WINDOW_MS = 5000;
 // An `error` this soon after a chat message we sent is about that message.
 const CHAT_ERROR_WINDOW_MS = 5000;
 const CHAT_ERROR_CODES = new Set(["forbidden", "rate_limited", "too_large", "invalid_message", "not_found"]);
+// An `error` this soon after a `record` request, and before any `recording`
+// frame, is the answer to it (the SFU refuses with `forbidden`).
+const RECORD_ERROR_WINDOW_MS = 10000;
 
 const DEFAULT_PERMISSIONS = { publish: true, subscribe: true, chat: true, screen_share: true, record: false };
 
@@ -25,13 +28,21 @@ export function normalizeRoom(room) {
   return null;
 }
 
+/** The `recording` of `joined` or of a `recording` frame ({recording_id}) as a running recording, or null. */
+export function runningRecording(value) {
+  if (!value || typeof value !== "object") return null;
+  return { recording_id: typeof value.recording_id === "string" ? value.recording_id : "" };
+}
+
 /**
  * The view a session reports to. Every method is optional:
  * render(), participantJoined(p), participantLeft(p, reason),
  * connectionState(state), notice(text), ended({kind, reason, detail}),
  * chatMessage(message), chatError(error), lobbyChanged(waiting),
  * roomChanged(room, closesAt), permissionsChanged(role, permissions),
- * moderated({action, kind, by}), screenShareEnded().
+ * moderated({action, kind, by}), screenShareEnded(),
+ * recordingJoined(recording), recordingChanged(message), recordingRefused(error),
+ * caption(message).
  */
 export class Session {
   constructor({ grant, media, view }) {
@@ -57,6 +68,8 @@ export class Session {
     this.iceServers = [];
     this.lastError = null;
     this.lastChatAt = 0;
+    this.lastRecordAt = 0;
+    this.recording = null; // {recording_id} while the meeting is recorded
     this.leaving = false;
     this.ended = false;
     this.byeSeen = null;
@@ -90,6 +103,7 @@ export class Session {
       this.permissions = { ...DEFAULT_PERMISSIONS, ...joined.permissions };
     }
     this.room = normalizeRoom(joined.room);
+    this.recording = runningRecording(joined.recording);
     this.iceServers = toIceServers(joined.ice_servers ?? grant.ice_servers);
     for (const participant of joined.participants || []) this.addParticipant(participant);
 
@@ -108,6 +122,7 @@ export class Session {
     });
     this.view.render?.();
     this.view.permissionsChanged?.(this.role, this.permissions, { initial: true });
+    this.view.recordingJoined?.(this.recording);
     if (this.room) this.view.roomChanged?.(this.room, null);
     this.signaling.resume();
   }
@@ -212,11 +227,23 @@ export class Session {
         this.view.render?.();
       })
       .on("moderation", (message) => this.view.moderated?.(message))
+      .on("recording", (message) => {
+        this.lastRecordAt = 0;
+        this.recording = message.state === "started" ? runningRecording(message) : null;
+        this.view.recordingChanged?.(message);
+      })
+      .on("caption", (message) => {
+        if (typeof message.text === "string") this.view.caption?.(message);
+      })
       .on("error", (message) => {
-        this.lastError = { code: message.code, message: message.message || message.code, at: Date.now() };
-        const aboutChat =
-          CHAT_ERROR_CODES.has(message.code) && Date.now() - this.lastChatAt < CHAT_ERROR_WINDOW_MS;
-        if (aboutChat && this.view.chatError) this.view.chatError(this.lastError);
+        const now = Date.now();
+        this.lastError = { code: message.code, message: message.message || message.code, at: now };
+        const aboutRecording = now - this.lastRecordAt < RECORD_ERROR_WINDOW_MS && this.lastRecordAt > this.lastChatAt;
+        const aboutChat = CHAT_ERROR_CODES.has(message.code) && now - this.lastChatAt < CHAT_ERROR_WINDOW_MS;
+        if (aboutRecording && this.view.recordingRefused) {
+          this.lastRecordAt = 0;
+          this.view.recordingRefused(this.lastError);
+        } else if (aboutChat && this.view.chatError) this.view.chatError(this.lastError);
         else this.view.notice?.(this.lastError.message);
       })
       .on("bye", (message) => {
@@ -240,6 +267,12 @@ export class Session {
   sendChat(text, to = null) {
     this.lastChatAt = Date.now();
     return Boolean(this.signaling?.send("chat", to ? { text, to } : { text }));
+  }
+
+  /** Ask the server to start or stop recording the meeting; false when offline. */
+  requestRecording(action) {
+    this.lastRecordAt = Date.now();
+    return Boolean(this.signaling?.send("record", { action }));
   }
 
   /** Add or refresh a remote participant; our own record is ignored (local state rules). */

@@ -1,12 +1,14 @@
 // The meeting's tools around the tiles: the side panel (People with the
-// lobby, Chat), the host's knock card, breakout-rooms dialog and actions, and
-// the breakout banner. app.js hands it the session's news; it keeps what the
+// lobby, Chat), the host's knock card, breakout-rooms dialog and actions, the
+// breakout banner, the recording indicator and button, and live captions. app.js hands it the session's news; it keeps what the
 // tools show (our role, the lobby, the room) in step.
 
 import { RoomBanner, RoomsDialog } from "./breakout.js";
+import { CaptionsView } from "./captions.js";
 import { ChatView } from "./chat.js";
 import { HostActions } from "./host.js";
 import { KnockCard, PeopleView, SidePanel } from "./panel.js";
+import { RecordingControls } from "./recording.js";
 import * as ui from "./ui.js";
 
 export class MeetingTools {
@@ -48,6 +50,8 @@ export class MeetingTools {
     this.chat.onUnread = (count) => ui.setBadge("chat-badge", count, "unread");
     this.rooms = new RoomsDialog({ api, roster, onChange: () => this.render(), toast: (text) => ui.toast(text) });
     this.banner = new RoomBanner();
+    this.recording = new RecordingControls({ request: (action) => this.requestRecording(action) });
+    this.captions = new CaptionsView({ hint: (text) => ui.toast(text) });
     document.getElementById("rooms-button").addEventListener("click", () => this.rooms.open());
     document.getElementById("end-button").addEventListener("click", () => this.host.endMeeting());
   }
@@ -59,12 +63,15 @@ export class MeetingTools {
     this.lobby = [];
     this.roomId = null;
     this.rooms.reset();
+    this.captions.reset();
   }
 
   /** The session ended: put everything away. */
   close() {
     this.panel.close();
     this.banner.hide();
+    this.recording.reset();
+    this.captions.clear();
     this.isHost = false;
     ui.setHostControls(false);
     for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
@@ -81,6 +88,30 @@ export class MeetingTools {
     this.chat.setSelf(session.participantId, self?.name);
     this.chat.setRecipients(others);
     if (this.rooms.dialog.open) this.rooms.render();
+    this.captions.setContext({ selfId: session.participantId, recording: Boolean(this.recording.recording) });
+  }
+
+  /** Ask over signaling; the answer is a `recording` frame to everyone, or an `error`. */
+  async requestRecording(action) {
+    if (!this.session()?.requestRecording(action)) throw new Error("you are not connected to the meeting");
+  }
+
+  recordingJoined(recording) {
+    this.recording.joined(recording);
+    this.render();
+  }
+
+  recordingChanged(message) {
+    this.recording.changed(message);
+    this.render();
+  }
+
+  recordingRefused(error) {
+    this.recording.refused(error);
+  }
+
+  caption(message) {
+    this.captions.add(message);
   }
 
   panelChanged(tab) {
@@ -146,6 +177,7 @@ export class MeetingTools {
     this.chat.setEnabled(permissions.chat !== false, "Sending messages is turned off for you in this meeting.");
     document.getElementById("screen-button").hidden =
       !permissions.screen_share || !navigator.mediaDevices?.getDisplayMedia;
+    this.recording.setAllowed(permissions.record === true);
     if (this.isHost && !wasHost) {
       if (!initial) ui.toast("You are now a host");
       // A new host may have missed the lobby frames sent before; ask once.
