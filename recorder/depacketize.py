@@ -70,6 +70,7 @@ class DepacketizerStats:
     packets_lost: int = 0  # never arrived within the reorder window
     packets_late: int = 0  # arrived after being given up, or twice
     packets_malformed: int = 0
+    packets_padding: int = 0  # empty payloads (padding only): no media, not an error
     frames: int = 0  # complete frames handed on
     frames_dropped: int = 0  # incomplete, malformed, or skipped until a keyframe
 

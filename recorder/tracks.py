@@ -162,6 +162,7 @@ class TrackRecording:
         self._min_offset = float("inf")
         self._offset_samples = 0
         self._mix_start = 0
+        self._gap_after_padding = False
         self._reorder: ReorderBuffer[Packet] = ReorderBuffer(
             reorder_window, self._ordered, self.stats
         )
@@ -235,6 +236,7 @@ class TrackRecording:
             "packets_lost": stats.packets_lost,
             "packets_late": stats.packets_late,
             "packets_malformed": stats.packets_malformed,
+            "packets_padding": stats.packets_padding,
             "packets_dropped_queue_full": self.tap.dropped,
             "mutes": self._mutes(),
         }
@@ -270,6 +272,13 @@ class TrackRecording:
 
     def _ordered(self, packet: Packet, gap: bool) -> None:
         _, timestamp, marker, payload, arrival = packet
+        if not payload:
+            # Padding only (bandwidth probing): it holds a sequence number, no media.
+            self.stats.packets_padding += 1
+            self._gap_after_padding = self._gap_after_padding or gap
+            return
+        if self._gap_after_padding:
+            gap, self._gap_after_padding = True, False
         self._depacketizer.push(timestamp, marker, payload, arrival, gap)
 
     def _frame(self, frame: EncodedFrame) -> None:

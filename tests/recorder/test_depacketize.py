@@ -147,7 +147,7 @@ def test_opus_packets_become_frames_and_garbage_is_counted() -> None:
     packets = opus_stream(0.2)
     for p in packets:
         depacketizer.push(p.timestamp, p.marker, p.payload, p.arrival_s, False)
-    depacketizer.push(0, False, b"", 0.0, False)
+    depacketizer.push(0, False, bytes([0x03, 0x00]), 0.0, False)
     assert [f.data for f in frames] == [p.payload for p in packets]
     assert all(f.samples == 960 for f in frames)
     assert stats.frames == 10

@@ -268,7 +268,7 @@ async def test_leaving_early_closes_that_file_at_once(recorder: Recorder) -> Non
 async def test_garbage_payloads_are_dropped_and_counted_never_raised(recorder: Recorder) -> None:
     rng = random.Random(5)
     sound = opus_stream(2.0)
-    garbled = [replace(p, payload=b"") if i % 10 == 5 else p for i, p in enumerate(sound)]
+    garbled = [replace(p, payload=b"\x03\x00") if i % 10 == 5 else p for i, p in enumerate(sound)]
     noise = [
         RtpPacket(
             i,
@@ -289,6 +289,19 @@ async def test_garbage_payloads_are_dropped_and_counted_never_raised(recorder: R
     [noise_track] = result["skipped_tracks"]
     assert noise_track["reason"].startswith("no usable media arrived")
     assert noise_track["packets"] == 600 and noise_track["packets_malformed"] > 100
+
+
+async def test_padding_only_packets_are_not_loss(recorder: Recorder) -> None:
+    packets = vp8_stream(1.0)
+    padded: list[RtpPacket] = []
+    for p in packets:
+        padded.append(replace(p, sequence_number=len(padded)))
+        if p.marker:  # a browser probing bandwidth: empty payloads between frames
+            padded.append(replace(p, sequence_number=len(padded), marker=False, payload=b""))
+    _, result = await record(recorder, [(video(), padded)])
+    entry = file_of(result, "p1-camera")
+    assert entry["frames"] == 30 and entry["frames_dropped"] == 0
+    assert entry["packets_padding"] == 30 and entry["packets_malformed"] == 0
 
 
 async def test_a_full_queue_drops_and_counts_instead_of_blocking(

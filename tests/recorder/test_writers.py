@@ -118,6 +118,7 @@ def test_the_mkv_format_puts_every_codec_in_matroska(
     write_track(storage, f"t.{extension}", "mkv", codec, frames_of(kind, packets()))
     info = probe(storage.root / f"t.{extension}")
     assert info["format"]["format_name"] == "matroska,webm"
+    assert count_frames(storage.root / f"t.{extension}")[1] == ""
     assert float(info["format"]["duration"]) == pytest.approx(1.0, abs=0.1)
 
 
