@@ -63,13 +63,16 @@ class RecorderConfig:
     mix_latency_s: float = 5.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.storage_root, str):
+            object.__setattr__(self, "storage_root", Path(self.storage_root))
         if self.encryption_key is not None:
             decode_key(self.encryption_key)
         _at_least("recorder.retention_days", self.retention_days, 0)
         _at_least("recorder.track_queue_packets", self.track_queue_packets, 16)
         _at_least("recorder.reorder_window_packets", self.reorder_window_packets, 1)
         _at_least("recorder.disk_reserve_bytes", self.disk_reserve_bytes, 0)
-        if not isinstance(self.mix_latency_s, int | float) or self.mix_latency_s < 0.5:
+        latency = self.mix_latency_s
+        if not isinstance(latency, int | float) or isinstance(latency, bool) or latency < 0.5:
             raise RecorderConfigError("recorder.mix_latency_s: expected a number >= 0.5")
         if not isinstance(self.storage_root, Path):
             raise RecorderConfigError("recorder.storage_root: expected a path")
