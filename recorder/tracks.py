@@ -38,6 +38,9 @@ _TS_MOD = 1 << 32
 # A timestamp jump this much larger than the time that passed between arrivals
 # is a restart of the sender's clock (a new stream), not media time.
 _RESTART_SLACK_S = 10.0
+# After an unmute, a timestamp this much behind the time that passed means the
+# sender's clock stood still during the mute.
+_RESYNC_TOLERANCE_S = 0.5
 # Packets whose arrival is used to estimate where the track starts.
 _OFFSET_SAMPLE_PACKETS = 500
 
@@ -93,8 +96,14 @@ class Timeline:
         self._origin = 0  # extended timestamp of pts 0
         self._last: tuple[int, int, float] | None = None  # raw timestamp, extended, arrival
 
-    def place(self, timestamp: int, arrival_s: float, min_step: int) -> int:
-        """The pts of a frame; ``min_step`` is the least a restart may advance it."""
+    def place(self, timestamp: int, arrival_s: float, min_step: int, resync: bool = False) -> int:
+        """The pts of a frame; ``min_step`` is the least a restart may advance it.
+
+        ``resync``: the track was unmuted since the last frame. A sender whose
+        clock stood still while muted (aiortc's tracks count samples) would
+        otherwise have its media after the mute pulled earlier; there the
+        time that passed between arrivals wins.
+        """
         last = self._last
         if last is None:
             self._origin = timestamp
@@ -106,7 +115,8 @@ class Timeline:
             diff -= _TS_MOD
         ext = extended + diff
         elapsed = max(arrival_s - arrival, 0.0)
-        if diff < 0 or diff > (elapsed + _RESTART_SLACK_S) * self.clock_rate:
+        stood_still = resync and diff < (elapsed - _RESYNC_TOLERANCE_S) * self.clock_rate
+        if stood_still or diff < 0 or diff > (elapsed + _RESTART_SLACK_S) * self.clock_rate:
             # The sender's clock restarted: continue from where the media was,
             # by the time that passed.
             self.restarts += 1
@@ -163,6 +173,7 @@ class TrackRecording:
         self._offset_samples = 0
         self._mix_start = 0
         self._gap_after_padding = False
+        self._mutes_seen = 0
         self._reorder: ReorderBuffer[Packet] = ReorderBuffer(
             reorder_window, self._ordered, self.stats
         )
@@ -292,7 +303,9 @@ class TrackRecording:
                 return
         writer = self.writer
         assert writer is not None
-        pts = self._timeline.place(frame.timestamp, frame.arrival_s, frame.samples or 1)
+        pts = self._timeline.place(
+            frame.timestamp, frame.arrival_s, frame.samples or 1, self._unmuted_before(frame)
+        )
         if not self._audio:
             if not writer.write(pts, frame.data, frame.keyframe):
                 self.frames_refused += 1
@@ -315,6 +328,15 @@ class TrackRecording:
         self._next_pts = pts + frame.samples
         if self._mixer is not None:
             self._mixer.add(self.track.track_id, self._mix_start + pts, frame.data)
+
+    def _unmuted_before(self, frame: EncodedFrame) -> bool:
+        """Whether an unmute happened between the previous frame and this one."""
+        mutes = self.tap.mutes
+        unmuted = False
+        while self._mutes_seen < len(mutes) and mutes[self._mutes_seen][0] <= frame.arrival_s:
+            unmuted = unmuted or not mutes[self._mutes_seen][1]
+            self._mutes_seen += 1
+        return unmuted
 
     def _open(self, frame: EncodedFrame) -> None:
         """Create the file at the first usable frame, and fix where it starts."""

@@ -247,6 +247,26 @@ async def test_a_muted_stretch_is_silence_in_the_audio_and_a_pause_in_the_video(
     assert count_frames(path_of(recorder, picture_entry)) == (120, "")
 
 
+async def test_a_sender_whose_clock_stood_still_while_muted_keeps_its_place(
+    recorder: Recorder,
+) -> None:
+    """aiortc's tracks count samples: after a mute their timestamps go on where they were."""
+    session = recorder.start("m1", "r1", {})
+    mic = session.track(audio())
+    assert mic is not None
+    sound = opus_stream(4.0)
+    feed(mic, sound[:100])  # 0-2 s
+    mic.muted(True, T0 + 2.0)
+    mic.muted(False, T0 + 5.0)
+    feed(mic, [replace(p, arrival_s=p.arrival_s + 3.0) for p in sound[100:]])  # at 5-7 s
+    await session.stop()
+    assert session.result is not None
+    entry = file_of(session.result, "p1-mic")
+    assert entry["silence_inserted_s"] == pytest.approx(3.0, abs=0.03)
+    assert entry["duration_s"] == pytest.approx(7.0, abs=0.05)
+    assert entry["mutes"] == [[2.0, 5.0]]
+
+
 async def test_leaving_early_closes_that_file_at_once(recorder: Recorder) -> None:
     session = recorder.start("m1", "r1", {})
     mic = session.track(audio())
