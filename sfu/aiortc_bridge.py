@@ -38,6 +38,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCRtpSender,
+    RTCRtpTransceiver,
 )
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -343,6 +344,12 @@ def update_sender_report(
 def picture_loss_indication(sender_ssrc: int, media_ssrc: int) -> bytes:
     """An RTCP PLI (RFC 4585 section 6.3.1)."""
     return bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=sender_ssrc, media_ssrc=media_ssrc))
+
+
+def client_sends(transceiver: RTCRtpTransceiver) -> bool:
+    """Whether the remote offer has the client sending on this m-section."""
+    # aiortc keeps the offer's direction reversed: "recvonly" means the client sends.
+    return getattr(transceiver, "_offerDirection", None) in ("recvonly", "sendrecv")
 
 
 def rtcp_ssrc(receiver_or_sender: RTCRtpSender) -> int:

@@ -46,6 +46,7 @@ class Publisher:
         self._routes: dict[int, tuple[PublishedTrack, bridge.NegotiatedRtp, bool]] = {}
         self._negotiated: dict[str, bridge.NegotiatedRtp] = {}
         self._sources: dict[str, str] = {}
+        self._adopted: set[str] = set()  # mids whose receiver is hooked
         self._mid_id = 0
         self._audio_level_id = 0
         self._last_warning = 0.0
@@ -84,18 +85,17 @@ class Publisher:
         mid = transceiver.mid
         if mid is None:
             return None
-        # aiortc keeps the offer's direction reversed: "recvonly" means the client sends.
-        sending = getattr(transceiver, "_offerDirection", None) in ("recvonly", "sendrecv")
+        sending = bridge.client_sends(transceiver)
         if mid in self.tracks and not sending:
             self._unpublish(mid)
             return None
-        if mid in self._negotiated or getattr(transceiver, "_townhall_adopted", False):
+        if mid in self._adopted:
             return None
         source = self._source_of(transceiver)
         if sending and not self._can_publish(source):
             transceiver.direction = "inactive"
             return source
-        transceiver._townhall_adopted = True  # type: ignore[attr-defined]
+        self._adopted.add(mid)
         if self._sink is None:
             transport = transceiver.receiver.transport
             self._sink = bridge.SrtpSink(transport)

@@ -111,7 +111,7 @@ class Subscriber:
         downtrack = Downtrack(
             track,
             DowntrackParams(
-                ssrc=sender._ssrc,
+                ssrc=neg.ssrc or 0,
                 payload_type=neg.payload_type,
                 mid=neg.mid,
                 rtx_ssrc=neg.rtx_ssrc if neg.rtx_payload_type is not None else None,
