@@ -117,6 +117,15 @@ export class MeetingApi {
     return this.call("GET", "/chat");
   }
 
+  /** `options`: what the recording includes (live_captions, auto_transcribe, ...); server defaults for the rest. */
+  startRecording(options = {}) {
+    return this.call("POST", "/recording/start", options);
+  }
+
+  stopRecording() {
+    return this.call("POST", "/recording/stop", {});
+  }
+
   openBreakoutRooms({ count, durationS }) {
     const body = { count, auto_assign: true };
     if (durationS) body.duration_s = durationS;

@@ -5,7 +5,7 @@
 // asks, and the indicator changes when the server says it did.
 
 import { runningRecording } from "./session.js";
-import { confirmDialog, toast } from "./ui.js";
+import { toast } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -21,8 +21,9 @@ export function failureText(reason) {
 
 export class RecordingControls {
   /**
-   * `request(action, options)` asks the server to "start" or "stop"; it
-   * resolves when the request went out and rejects with the server's refusal.
+   * `request(action, options)` asks the server to "start" (with what to
+   * include) or "stop"; it resolves when the request went out and rejects
+   * with the server's refusal.
    */
   constructor({ request }) {
     this.request = request;
@@ -87,14 +88,10 @@ export class RecordingControls {
   async pressed() {
     if (this.pending || !this.allowed) return;
     const action = this.recording ? "stop" : "start";
+    let options = {};
     if (action === "start") {
-      const ok = await confirmDialog({
-        title: "Start recording?",
-        detail: "Everyone in the meeting is told, and sees a Recording sign for as long as it runs.",
-        confirmLabel: "Start recording",
-        tone: "primary",
-      });
-      if (!ok || this.recording || this.pending) return;
+      options = await this.askOptions();
+      if (!options || this.recording || this.pending) return;
     }
     this.pending = action;
     this.answerTimer = setTimeout(
@@ -103,10 +100,36 @@ export class RecordingControls {
     );
     this.render();
     try {
-      await this.request(action);
+      await this.request(action, options);
     } catch (error) {
       if (this.pending === action) this.refused(error);
     }
+  }
+
+  /** The Start recording dialog: resolves with what to include, or null when cancelled. */
+  askOptions() {
+    const dialog = $("record-dialog");
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => {
+          if (dialog.returnValue !== "ok") {
+            resolve(null);
+            return;
+          }
+          const transcript = $("record-transcript").checked;
+          resolve({
+            live_captions: $("record-captions").checked,
+            auto_transcribe: transcript,
+            generate_summary: transcript,
+          });
+        },
+        { once: true },
+      );
+      dialog.showModal();
+      $("record-confirm").focus();
+    });
   }
 
   answered() {

@@ -11,6 +11,9 @@ import { KnockCard, PeopleView, SidePanel } from "./panel.js";
 import { RecordingControls } from "./recording.js";
 import * as ui from "./ui.js";
 
+// REST answers after which a recording request goes over signaling instead.
+const REST_FALLBACK_STATUSES = new Set([401, 403, 404, 405]);
+
 export class MeetingTools {
   /**
    * `session()` and `api()` give the current Session and MeetingApi;
@@ -91,8 +94,22 @@ export class MeetingTools {
     this.captions.setContext({ selfId: session.participantId, recording: Boolean(this.recording.recording) });
   }
 
-  /** Ask over signaling; the answer is a `recording` frame to everyone, or an `error`. */
-  async requestRecording(action) {
+  /**
+   * Ask the REST API, which takes the recording's options; where this server
+   * has no such route, or keeps it to hosts while the policy lets everyone
+   * record, ask over signaling (the server's defaults). Either way the answer
+   * everyone sees is a `recording` frame.
+   */
+  async requestRecording(action, options = {}) {
+    const api = this.api();
+    if (api) {
+      try {
+        await (action === "start" ? api.startRecording(options) : api.stopRecording());
+        return;
+      } catch (error) {
+        if (!REST_FALLBACK_STATUSES.has(error.status)) throw error;
+      }
+    }
     if (!this.session()?.requestRecording(action)) throw new Error("you are not connected to the meeting");
   }
 

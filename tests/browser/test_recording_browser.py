@@ -65,13 +65,16 @@ def test_everyone_sees_the_recording_and_live_captions(
     assert not grace.page.locator("#record-button").is_visible()
     assert not _indicator(hana).is_visible() and not _indicator(grace).is_visible()
 
-    # The host asks; the page confirms first, and nothing is recorded until the server says so.
+    # The host asks; the page confirms first, with what to include, and nothing
+    # is recorded until the server says so.
     record.click()
-    dialog = hana.page.locator("#confirm-dialog")
+    dialog = hana.page.get_by_role("dialog", name="Start recording?")
     dialog.wait_for()
-    assert "Start recording?" in dialog.inner_text()
+    assert dialog.get_by_label("Live captions for everyone").is_checked()
+    assert dialog.get_by_label("Transcript and summary afterwards").is_checked()
     hana.screenshot("recording-host-confirm.png")
     dialog.get_by_role("button", name="Start recording", exact=True).click()
+    dialog.wait_for(state="hidden")
 
     # The server's `recording` frame reaches everyone: the indicator, and the guest's toast.
     _indicator(grace).wait_for(state="visible")
