@@ -9,6 +9,9 @@ hand to the SFU; it may also add other routes (the SFU's signaling socket).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -20,10 +23,12 @@ from .admission import Admission
 from .api import MeetingsApi
 from .api_collaboration import CollaborationApi
 from .api_moderation import ModerationApi
+from .api_recordings import RecordingsApi
+from .archive import DetachedArchive, RecordingArchive
 from .auth import Guard
 from .breakout import Breakouts
 from .chat import Chat
-from .context import ControlContext
+from .context import ControlContext, utc_now
 from .errors import (
     BadRequest,
     ControlError,
@@ -38,27 +43,41 @@ from .media import DetachedMediaPlane
 from .meetings import Meetings
 from .moderation import Moderation
 from .openapi import openapi_document
+from .recording_events import RecordingResults
+from .recording_store import RecordingRecords
+from .recordings import Recordings
 from .settings import ControlConfig
+from .signed_links import LinkSigner
 from .store import SqliteStore
 from .tokens import Issuer
 from .webpages import WebClient
 
-__all__ = ["CONTROL_EVENTS", "create_app"]
+__all__ = ["CONTROL_EVENTS", "RECORDING_EVENTS", "RECORDINGS", "create_app"]
 
 log = logging.getLogger(__name__)
 
 CONTROL_EVENTS = web.AppKey("control_events", ControlPlaneEvents)
+# The control plane's side of RecordingEvents, for the composition root to hand
+# to the recorder; and the recordings themselves (retention, for tests).
+RECORDING_EVENTS = web.AppKey("recording_events", RecordingResults)
+RECORDINGS = web.AppKey("recordings", Recordings)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    config: ControlConfig, store: SqliteStore | None = None, media: MediaPlane | None = None
+    config: ControlConfig,
+    store: SqliteStore | None = None,
+    media: MediaPlane | None = None,
+    archive: RecordingArchive | None = None,
+    *,
+    clock: Callable[[], datetime.datetime] = utc_now,
 ) -> web.Application:
     """The control plane as an aiohttp application; the store opens with the app.
 
     ``media``: the SFU node hosting the meetings, in the same process. None:
-    no media plane is attached (nobody can be connected).
+    no media plane is attached (nobody can be connected). ``archive``: the
+    recorder's files (downloads, erasure, retention); None: no recorder.
     """
     store = store or SqliteStore(config.database_path)
     context = ControlContext(
@@ -69,6 +88,7 @@ def create_app(
         public_url=config.public_url,
         signaling_url=config.signaling_url,
         ice_servers=config.ice_servers,
+        clock=clock,
     )
     guard = Guard(config.api_key, config.token_secret, store)
     lobby = Lobby(context)
@@ -77,7 +97,17 @@ def create_app(
     meetings.on_end.append(breakouts.forget)
     chat = Chat(context)
     moderation = Moderation(context, lobby)
-    events = ControlPlaneEvents(context, lobby, breakouts, chat)
+    records = RecordingRecords(store)
+    recordings = Recordings(
+        context,
+        records,
+        archive or DetachedArchive(),
+        defaults=config.recording_defaults,
+        retention_days=config.recording_retention_days,
+    )
+    meetings.on_end.append(recordings.meeting_gone)
+    results = RecordingResults(context, records, config.recording_retention_days)
+    events = ControlPlaneEvents(context, lobby, breakouts, chat, recordings)
     limit = config.max_body_bytes
     routes = [
         *MeetingsApi(
@@ -85,6 +115,14 @@ def create_app(
         ).routes(),
         *ModerationApi(moderation, lobby, guard, max_body_bytes=limit).routes(),
         *CollaborationApi(chat, breakouts, guard, max_body_bytes=limit).routes(),
+        *RecordingsApi(
+            recordings,
+            guard,
+            LinkSigner(config.token_secret, clock),
+            public_url=config.public_url,
+            link_ttl_s=config.download_link_ttl_s,
+            max_body_bytes=limit,
+        ).routes(),
     ]
     document = openapi_document(config.public_url)
 
@@ -98,10 +136,19 @@ def create_app(
         await store.open()
         if media is not None:
             # The media plane runs in this process: after a restart nobody is
-            # connected, whatever the store last heard.
+            # connected, whatever the store last heard, and nothing is recorded.
             await store.disconnect_everyone()
+            await recordings.recover()
+        retention = None
+        if config.retention_interval_s > 0:
+            retention = asyncio.create_task(recordings.run_retention(config.retention_interval_s))
         yield
+        if retention is not None:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
         await events.close()
+        await results.close()
         await breakouts.shutdown()
         await store.close()
 
@@ -112,6 +159,8 @@ def create_app(
     # client_max_size also bounds chunked bodies, which have no Content-Length.
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
     app[CONTROL_EVENTS] = events
+    app[RECORDING_EVENTS] = results
+    app[RECORDINGS] = recordings
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(stop_polls)
     app.add_routes([web.get("/healthz", healthz), web.get("/api/v1/openapi.json", openapi)])

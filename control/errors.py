@@ -10,16 +10,23 @@
     │   └── InvalidParameter          invalid_parameter     400
     ├── Unauthorized                  unauthorized          401
     ├── Forbidden                     forbidden             403
-    │   └── AccessDenied              access_denied         403  (details.rule)
+    │   ├── AccessDenied              access_denied         403  (details.rule)
+    │   └── InvalidSignature          invalid_signature     403
     ├── NotFound                      not_found             404
     │   ├── MeetingNotFound           meeting_not_found     404
-    │   └── ParticipantNotFound       participant_not_found 404
+    │   ├── ParticipantNotFound       participant_not_found 404
+    │   └── RecordingNotFound         recording_not_found   404
     ├── MethodNotAllowed              method_not_allowed    405
     ├── Conflict                      conflict              409
     │   ├── MeetingEnded              meeting_ended         409
     │   ├── MeetingFull               meeting_full          409  (details.rule)
     │   ├── InvalidTransition         invalid_transition    409
-    │   └── NotConnected              not_connected         409
+    │   ├── NotConnected              not_connected         409
+    │   ├── AlreadyRecording          already_recording     409
+    │   ├── NotRecording              not_recording         409
+    │   └── NotReady                  not_ready             409
+    ├── Gone                          gone                  410
+    │   └── LinkExpired               link_expired          410
     ├── PayloadTooLarge               payload_too_large     413
     └── RateLimited                   rate_limited          429  (Retry-After)
 
@@ -37,23 +44,30 @@ from typing import Any
 
 __all__ = [
     "AccessDenied",
+    "AlreadyRecording",
     "BadRequest",
     "Conflict",
     "ControlError",
     "Forbidden",
+    "Gone",
     "InvalidField",
     "InvalidJson",
     "InvalidParameter",
+    "InvalidSignature",
     "InvalidTransition",
+    "LinkExpired",
     "MeetingEnded",
     "MeetingFull",
     "MeetingNotFound",
     "MethodNotAllowed",
     "NotConnected",
     "NotFound",
+    "NotReady",
+    "NotRecording",
     "ParticipantNotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RecordingNotFound",
     "Unauthorized",
     "UnknownField",
     "http_error",
@@ -110,6 +124,12 @@ class AccessDenied(Forbidden):
     code = "access_denied"
 
 
+class InvalidSignature(Forbidden):
+    """A signed link whose signature does not match (tampered, or for another file)."""
+
+    code = "invalid_signature"
+
+
 class NotFound(ControlError):
     code = "not_found"
 
@@ -120,6 +140,10 @@ class MeetingNotFound(NotFound):
 
 class ParticipantNotFound(NotFound):
     code = "participant_not_found"
+
+
+class RecordingNotFound(NotFound):
+    code = "recording_not_found"
 
 
 class MethodNotAllowed(ControlError):
@@ -150,6 +174,32 @@ class NotConnected(Conflict):
     code = "not_connected"
 
 
+class AlreadyRecording(Conflict):
+    """The meeting is being recorded already; ``details.recording_id`` names the recording."""
+
+    code = "already_recording"
+
+
+class NotRecording(Conflict):
+    code = "not_recording"
+
+
+class NotReady(Conflict):
+    """What was asked for is still being made (a transcript, a summary)."""
+
+    code = "not_ready"
+
+
+class Gone(ControlError):
+    code = "gone"
+
+
+class LinkExpired(Gone):
+    """A signed link past its expiry: ask for a new one."""
+
+    code = "link_expired"
+
+
 class PayloadTooLarge(ControlError):
     code = "payload_too_large"
 
@@ -172,6 +222,7 @@ _STATUS: tuple[tuple[type[ControlError], int], ...] = (
     (NotFound, 404),
     (MethodNotAllowed, 405),
     (Conflict, 409),
+    (Gone, 410),
     (PayloadTooLarge, 413),
     (RateLimited, 429),
 )

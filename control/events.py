@@ -11,8 +11,9 @@
 * ``chat_posted``: chat sent over the signaling socket, checked and kept by
   the same rules as over REST; a refusal is ``ChatRefused``.
 * ``recording_requested``: a participant asks to start or stop recording;
-  allowed by role and ``recording_permissions``, audited, then asked of the
-  media plane; a refusal is ``RecordingRefused``.
+  allowed by role and ``recording_permissions``, then started (with the
+  server's default configuration) or stopped as over REST
+  (:mod:`control.recordings`, which audits); a refusal is ``RecordingRefused``.
 
 What the control plane asks of the SFU in answer runs as a task of its own,
 after the SFU's call has returned, so that the SFU is never re-entered in
@@ -29,7 +30,7 @@ from typing import Any
 
 from townhall.contract import ChatRefused, JoinRefused, RecordingRefused
 
-from .audit import AuditEntry
+from .auth import Caller
 from .breakout import Breakouts
 from .chat import Chat
 from .context import ControlContext
@@ -37,7 +38,8 @@ from .errors import ControlError, Forbidden, MeetingEnded, RateLimited
 from .lobby import Lobby
 from .moderation import BLOCKED
 from .policy import permissions_for, policy_from_stored
-from .store import AdmissionSnapshot, Participant, Settlement, new_id
+from .recordings import Recordings
+from .store import AdmissionSnapshot, Participant, Settlement
 
 __all__ = ["ControlPlaneEvents"]
 
@@ -55,12 +57,18 @@ class ControlPlaneEvents:
     """The control plane's side of ``ControlEvents``."""
 
     def __init__(
-        self, context: ControlContext, lobby: Lobby, breakouts: Breakouts, chat: Chat
+        self,
+        context: ControlContext,
+        lobby: Lobby,
+        breakouts: Breakouts,
+        chat: Chat,
+        recordings: Recordings,
     ) -> None:
         self._context = context
         self._lobby = lobby
         self._breakouts = breakouts
         self._chat = chat
+        self._recordings = recordings
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def participant_connected(self, meeting_id: str, participant_id: str) -> None:
@@ -144,26 +152,18 @@ class ControlPlaneEvents:
         policy = await context.policy(meeting_id)
         if not permissions_for(participant.role, policy).record:
             raise RecordingRefused("you may not record in this meeting")
-        if action == "start":
-            recording_id = new_id(16)
-            if not await context.media.start_recording(meeting_id, recording_id, {}):
-                raise RecordingRefused("the meeting is being recorded already")
-        elif action == "stop":
-            stopped = await context.media.stop_recording(meeting_id)
-            if stopped is None:
-                raise RecordingRefused("the meeting is not being recorded")
-            recording_id = stopped
-        else:
+        if action not in ("start", "stop"):
             raise RecordingRefused(f"unknown recording action {action!r}")
-        await context.store.record_audit(
-            AuditEntry(
-                meeting_id,
-                f"participant:{participant_id}",
-                f"recording.{action}",
-                context.clock(),
-                target=recording_id,
-            )
-        )
+        try:
+            if action == "start":
+                # The host is connected (they asked over the socket): no roster check.
+                await self._recordings.start(
+                    meeting_id, Caller(participant), require_connected=False
+                )
+            else:
+                await self._recordings.stop(meeting_id, Caller(participant))
+        except ControlError as exc:
+            raise RecordingRefused(exc.message) from exc
 
     async def drain(self) -> None:
         """Wait until the follow-ups started so far are done."""

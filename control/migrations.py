@@ -151,4 +151,62 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX breakout_rooms_by_meeting ON breakout_rooms (meeting_id, position)",
         ),
     ),
+    Migration(
+        7,
+        "recordings, transcriptions and summaries",
+        (
+            # No foreign key to meetings: deleting a meeting erases its
+            # recordings' files first (control.recordings), then these rows.
+            """
+            CREATE TABLE meeting_recordings (
+                id TEXT PRIMARY KEY,
+                meeting_id TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('recording', 'completed', 'failed')),
+                reason TEXT,
+                options TEXT NOT NULL DEFAULT '{}',
+                started_by TEXT NOT NULL,
+                started_at TEXT NOT NULL,
+                stopped_at TEXT,
+                duration_s REAL,
+                retention_days INTEGER NOT NULL,
+                encrypted INTEGER NOT NULL DEFAULT 0,
+                files TEXT NOT NULL DEFAULT '[]',
+                details TEXT NOT NULL DEFAULT '{}'
+            )
+            """,
+            "CREATE INDEX recordings_by_meeting ON meeting_recordings (meeting_id, started_at)",
+            # At most one running recording per meeting: a second start fails here.
+            "CREATE UNIQUE INDEX one_running_recording ON meeting_recordings (meeting_id)"
+            " WHERE status = 'recording'",
+            """
+            CREATE TABLE meeting_transcriptions (
+                recording_id TEXT PRIMARY KEY
+                    REFERENCES meeting_recordings (id) ON DELETE CASCADE,
+                meeting_id TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+                error TEXT,
+                language TEXT,
+                text TEXT NOT NULL DEFAULT '',
+                segments TEXT NOT NULL DEFAULT '[]',
+                details TEXT NOT NULL DEFAULT '{}',
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX transcriptions_by_meeting ON meeting_transcriptions (meeting_id)",
+            """
+            CREATE TABLE meeting_summaries (
+                recording_id TEXT PRIMARY KEY
+                    REFERENCES meeting_recordings (id) ON DELETE CASCADE,
+                meeting_id TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed')),
+                error TEXT,
+                summary TEXT NOT NULL DEFAULT '{}',
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX summaries_by_meeting ON meeting_summaries (meeting_id)",
+        ),
+    ),
 )

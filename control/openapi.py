@@ -477,13 +477,17 @@ _PATHS: dict[str, Any] = {
 
 def openapi_document(public_url: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document, with this server's public URL."""
+    # Imported here: that module builds its paths with this one's helpers.
+    from .openapi_recordings import RECORDING_PATHS, RECORDING_SCHEMAS
+
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Townhall",
             "version": "1",
             "description": "Meetings, admission by policy, lobby, moderation, chat, breakout "
-            'rooms and audit. Errors have the shape `{"error": {"code", "message", '
+            "rooms, recordings with transcripts and summaries, and audit. Errors have the "
+            'shape `{"error": {"code", "message", '
             '"details"}}`. A join returns a join token for the SFU, the signaling WebSocket '
             "URL, and a control token for the participant's own REST calls. Each operation "
             "names its callers in `x-townhall-scope`.",
@@ -505,7 +509,7 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "acts for that participant on that meeting only, with their current role.",
                 },
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **RECORDING_SCHEMAS},
         },
-        "paths": _PATHS,
+        "paths": {**_PATHS, **RECORDING_PATHS},
     }

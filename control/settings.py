@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .policy import Policy
+from .recording_options import RecordingRequest
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class ControlConfig:
     ice_servers: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     # The policy of a meeting that has none of its own (config ``[policy]``).
     policy_defaults: Policy = field(default_factory=Policy)
+    # A recording's configuration where the request leaves a field out, and for
+    # recordings hosts start from the meeting (config ``[recorder]``).
+    recording_defaults: RecordingRequest = field(default_factory=RecordingRequest)
+    # Days a recording, its transcript and summary are kept unless it says; 0: forever.
+    recording_retention_days: int = 30
+    # Seconds between two passes of the retention job; 0: no job.
+    retention_interval_s: float = 3600.0
+    # How long a signed download link stays valid.
+    download_link_ttl_s: int = 3600
 
     @property
     def database_path(self) -> Path:

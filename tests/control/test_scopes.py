@@ -33,7 +33,13 @@ async def request(hall: Hall, method: str, path: str, token: str | None) -> int:
 
 
 def concrete(path: str, meeting_id: str, participant_id: str) -> str:
-    return path.format(meeting_id=meeting_id, participant_id=participant_id, path="x.js")
+    return path.format(
+        meeting_id=meeting_id,
+        participant_id=participant_id,
+        path="x.js",
+        recording_id="norecording",
+        file_id="nofile.ogg",
+    )
 
 
 @pytest.mark.parametrize(("method", "path", "scope"), OPERATIONS)
