@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.pages import UI_TIMEOUT_MS, Attendee
+from tests.browser.pages import UI_TIMEOUT_MS, VIEWPORT, Attendee
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -134,6 +134,9 @@ def test_everyone_sees_the_recording_and_live_captions(
         "Ivan: Revenue is up.",
     ]
     grace.screenshot("recording-captions.png")
+    grace.page.set_viewport_size({"width": 420, "height": 820})
+    grace.screenshot("recording-captions-narrow.png")
+    grace.page.set_viewport_size(VIEWPORT)
     # They fade a few seconds later.
     captions.wait_for(state="hidden", timeout=CAPTION_GONE_MS)
     assert grace.page.evaluate("window.townhall.captions.lines") == []
