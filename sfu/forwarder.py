@@ -21,6 +21,7 @@ from townhall.contract import TrackTap
 from .keyframes import KeyframeRequester, keyframe_detector
 from .metrics import MediaCounters
 from .rtp import RTP_HEADER, IncomingPacket, build_extension_block, one_byte_element
+from .speaking import SpeechMeter
 
 __all__ = ["Downtrack", "DowntrackParams", "PacketCache", "PacketSink", "PublishedTrack"]
 
@@ -214,6 +215,8 @@ class PublishedTrack:
         self.cache = PacketCache(cache_size)
         self.downtracks: list[Downtrack] = []
         self.taps: list[TrackTap] = []
+        # Speaking state from audio levels (audio tracks only; set by the owner).
+        self.speech: SpeechMeter | None = None
         self.muted = False
         self._counters = counters
         self._detect_keyframe = keyframe_detector(codec_name)
@@ -233,6 +236,8 @@ class PublishedTrack:
         self.last_timestamp = packet.timestamp
         if self.muted:
             return
+        if self.speech is not None and packet.audio_level >= 0:
+            self.speech.observe(packet.audio_level)
         if self.taps:
             self._feed_taps(packet)
         if not self.downtracks:
@@ -285,6 +290,8 @@ class PublishedTrack:
         self.muted = muted
         for tap in self.taps:
             tap.muted(muted, time.time())
+        if muted and self.speech is not None:
+            self.speech.silence()
         if not muted:
             for downtrack in self.downtracks:
                 downtrack.restart()
@@ -295,6 +302,8 @@ class PublishedTrack:
             self.keyframes.request()
 
     def close(self) -> None:
+        if self.speech is not None:
+            self.speech.silence()
         self.keyframes.close()
         self.downtracks.clear()
         for tap in list(self.taps):

@@ -12,8 +12,10 @@ from townhall.contract import Permissions, Role, TokenClaims
 
 from .config import SfuConfig
 from .errors import Forbidden, error_reply
+from .forwarder import PublishedTrack
 from .metrics import MediaCounters
 from .publisher import Publisher
+from .speaking import SpeechMeter
 from .subscriber import Subscriber
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ class Participant:
         self.breakout_room: tuple[str, str] | None = None
         # Why the session ended, once it has (for the control plane's records).
         self.end_reason: str | None = None
+        self.speaking = False
+        self._spoken_s = 0.0  # speaking time of tracks no longer published
         self._write = write
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._writer = asyncio.create_task(self._drain())
@@ -55,10 +59,35 @@ class Participant:
             config,
             counters,
             can_publish=self._can_publish,
-            on_published=lambda track: self.room.on_published(track) if self.room else None,
-            on_unpublished=lambda track: self.room.on_unpublished(track) if self.room else None,
+            on_published=self._published,
+            on_unpublished=self._unpublished,
         )
         self.subscriber = Subscriber(self.participant_id, config, counters, self._send_now)
+
+    def _published(self, track: PublishedTrack) -> None:
+        if track.kind == "audio":
+            track.speech = SpeechMeter(self._speaking_changed)
+        if self.room is not None:
+            self.room.on_published(track)
+
+    def _unpublished(self, track: PublishedTrack) -> None:
+        if track.speech is not None:
+            self._spoken_s += track.speech.speaking_s
+        if self.room is not None:
+            self.room.on_unpublished(track)
+
+    def _speaking_changed(self, speaking: bool) -> None:
+        self.speaking = speaking
+        if self.room is not None:
+            self.room.on_speaking(self)
+
+    @property
+    def speaking_s(self) -> float:
+        """Seconds this participant spoke, from audio levels (RFC 6464)."""
+        current = sum(
+            t.speech.speaking_s for t in self.publisher.tracks.values() if t.speech is not None
+        )
+        return round(self._spoken_s + current, 2)
 
     @property
     def can_subscribe(self) -> bool:
@@ -82,6 +111,7 @@ class Participant:
             "audio_muted": self.audio_muted,
             "video_muted": self.video_muted,
             "room": self.breakout_id,
+            "speaking_s": self.speaking_s,
         }
 
     def send(self, message: dict[str, Any]) -> None:

@@ -145,6 +145,17 @@ class Room:
         for participant in self.participants.values():
             participant.subscriber.unsubscribe(track.track_id)
 
+    def on_speaking(self, participant: Participant) -> None:
+        """Tell the participant's room-mates who started or stopped speaking."""
+        message = {
+            "type": "speaking",
+            "participant_id": participant.participant_id,
+            "speaking": participant.speaking,
+        }
+        for other in self.participants.values():
+            if other.breakout_id == participant.breakout_id:
+                other.send(message)
+
     def on_updated(self, participant: Participant) -> None:
         self.broadcast({"type": "participant-updated", "participant": participant.describe()})
 

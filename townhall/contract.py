@@ -53,10 +53,12 @@ SFU -> client:
 ``recording``           ``{state: "started"|"stopped"|"failed", recording_id, reason}``
                         to everyone: people must know they are recorded
 ``caption``             ``{participant_id, name, text, start, end, final}``  live captions
+``speaking``            ``{participant_id, speaking}``  from audio levels, to room-mates
 ``error``               ``{code, message}``  (the socket is then closed when fatal)
 ``bye``                 ``{reason}``  the SFU ends this participant's session
 
-``participant`` is ``{participant_id, name, role, audio_muted, video_muted, room}``
+``participant`` is ``{participant_id, name, role, audio_muted, video_muted, room,
+speaking_s}``
 where ``room`` is the breakout room id or null; a participant sees and hears
 only the participants in the same room. ``chat_message`` is ``{id, sender_id,
 sender_name, text, to, sent_at}`` (``to`` null: everyone in the meeting).

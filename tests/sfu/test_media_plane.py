@@ -296,3 +296,30 @@ async def test_moved_participants_are_told_their_room_and_countdown(
         await eve.next("lobby")
         await asyncio.sleep(0.1)
         assert dan.of("lobby") == []
+
+
+async def test_who_speaks_comes_from_audio_levels(
+    node: tuple[SfuNode, ControlSpy, str],
+) -> None:
+    from clients.python.media import SyntheticAudioTrack
+
+    sfu, _, url = node
+    speaker = await Participant.connect(url, token("sam"), options=QUIET)
+    silent = await Participant.connect(url, token("sil"), options=QUIET)
+    async with aiohttp.ClientSession() as http:
+        listener = await connect(http, url, token("lou"))
+        try:
+            await speaker.publish(audio=SyntheticAudioTrack())
+            await silent.publish(audio=AudioStreamTrack())  # aiortc's silence
+            started = await listener.next("speaking", timeout=10)
+            assert started == {"type": "speaking", "participant_id": "sam", "speaking": True}
+            await asyncio.sleep(1.5)
+            spoken = {p["participant_id"]: p["speaking_s"] for p in sfu.roster("m1")}
+            assert spoken["sam"] >= 1.0
+            assert spoken["sil"] == 0
+            assert all(f["participant_id"] == "sam" for f in listener.of("speaking"))
+            await sfu.mute_participant("m1", "sam", "audio")
+            await listener.next("speaking", lambda f: f["speaking"] is False)
+        finally:
+            await silent.leave()
+            await speaker.leave()
