@@ -324,6 +324,32 @@ class MediaPlane(Protocol):
         """The ``participant`` objects of everyone connected to the meeting now."""
         ...
 
+    def node_stats(self) -> dict[str, Any]:
+        """Node-wide load and media counters (no per-participant data).
+
+        ``{meetings, participants, tracks, forwarded_packets_per_s, loop_lag_ms,
+        counters: {rtp_packets_in, rtp_packets_forwarded, rtp_bytes_in,
+        rtp_bytes_forwarded, rtp_malformed, rtcp_malformed, nacks_received,
+        retransmissions_sent, keyframe_requests_received,
+        keyframe_requests_sent, ...}, quality: {loss_up, loss_down, jitter_ms,
+        rtt_ms}}`` where the quality figures are means over connected
+        participants. Counters only ever grow.
+        """
+        ...
+
+    def meeting_stats(self, meeting_id: str) -> dict[str, Any] | None:
+        """A meeting's live numbers, per participant; None when not on this node.
+
+        ``{meeting_id, participants: [{participant_id, name, connection_state,
+        rtt_ms, jitter_up_ms, jitter_down_ms, loss_up, loss_down,
+        bitrate_up_kbps, bitrate_down_kbps, audio_quality, video_quality,
+        speaking, speaking_s}], engagement: {speaking_s_total, active_speakers,
+        participants}}``; loss is a fraction 0..1 (up: publisher to SFU, from
+        the SFU's own receiver statistics; down: SFU to subscriber, from the
+        subscriber's RTCP receiver reports); quality scores are 0..5.
+        """
+        ...
+
     async def start_recording(
         self, meeting_id: str, recording_id: str, options: dict[str, Any]
     ) -> bool:
