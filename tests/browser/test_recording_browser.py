@@ -8,9 +8,10 @@ words in progress greyed, fading a few seconds later). The recording
 permission follows the policy live: a guest allowed to record gets the
 button; the host stops the recording and the indicator goes away everywhere.
 
-Chromium's fake microphone is a beep, so whatever the server's captioner makes
-of it is not asserted: the captions drawn here are frames handed to the page's
-own handler through ``window.townhall.deliver``.
+The recording runs without the server's live captions (Chromium's fake
+microphone is a beep): the captions drawn here are frames handed to the page's
+own handler through ``window.townhall.deliver``. test_captions_browser.py has
+real speech and real captions.
 
 Run as root inside a network namespace that has only ``lo`` (see conftest.py).
 """
@@ -73,6 +74,9 @@ def test_everyone_sees_the_recording_and_live_captions(
     assert dialog.get_by_label("Live captions for everyone").is_checked()
     assert dialog.get_by_label("Transcript and summary afterwards").is_checked()
     hana.screenshot("recording-host-confirm.png")
+    # No live captions from the server here: the captions drawn below are ours alone
+    # (test_captions_browser.py has real ones).
+    dialog.get_by_label("Live captions for everyone").uncheck()
     dialog.get_by_role("button", name="Start recording", exact=True).click()
     dialog.wait_for(state="hidden")
 
@@ -88,6 +92,11 @@ def test_everyone_sees_the_recording_and_live_captions(
     assert recording_id
     assert hana.page.evaluate("window.townhall.recording.recording_id") == recording_id
     grace.screenshot("recording-guest-indicator.png")
+    # The server recorded what the dialog asked for.
+    (running,) = server.api("GET", f"/api/v1/meetings/{meeting_id}/recordings")["recordings"]
+    assert running["id"] == recording_id and running["status"] == "recording"
+    assert running["options"]["live_captions"] is False
+    assert running["options"]["auto_transcribe"] is True
     hana.screenshot("recording-host-recording.png")
 
     # Someone joining while it runs sees it at once (from `joined`), with the toast.
