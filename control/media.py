@@ -48,6 +48,12 @@ class DetachedMediaPlane:
     def roster(self, meeting_id: str) -> list[dict[str, Any]]:
         return []
 
+    def node_stats(self) -> dict[str, Any]:
+        return {"meetings": 0, "participants": 0, "tracks": 0, "counters": {}, "quality": {}}
+
+    def meeting_stats(self, meeting_id: str) -> dict[str, Any] | None:
+        return None
+
     async def start_recording(
         self, meeting_id: str, recording_id: str, options: dict[str, Any]
     ) -> bool:

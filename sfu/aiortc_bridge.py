@@ -108,7 +108,15 @@ def _probe(needed: dict[type, tuple[str, ...]]) -> None:
         for name in names:
             if not hasattr(instances[cls], name):
                 raise InternalsChanged(f"{cls.__name__}.{name} is gone")
-    sender_state = ("__ntp_timestamp", "__rtp_timestamp", "__packet_count", "__octet_count")
+    if not hasattr(transceiver.receiver, "_RTCRtpReceiver__remote_streams"):
+        raise InternalsChanged("RTCRtpReceiver.__remote_streams is gone")
+    sender_state = (
+        "__ntp_timestamp",
+        "__rtp_timestamp",
+        "__packet_count",
+        "__octet_count",
+        "__rtt",
+    )
     for name in sender_state:
         if not hasattr(transceiver.sender, f"_RTCRtpSender{name}"):
             raise InternalsChanged(f"RTCRtpSender.{name} is gone")
@@ -302,9 +310,15 @@ def intercept_sender_rtcp(
     sender: RTCRtpSender,
     on_nack: Callable[[list[int]], None],
     on_keyframe_request: Callable[[], None],
+    on_report: Callable[[int, int, int], None],
 ) -> None:
-    """Answer a subscriber's NACK/PLI/FIR ourselves; keep aiortc's RTT bookkeeping."""
+    """Answer a subscriber's NACK/PLI/FIR ourselves; keep aiortc's RTT bookkeeping.
+
+    ``on_report(fraction_lost, packets_lost, jitter)`` gets each RFC 3550
+    section 6.4.1 report block about this sender's stream.
+    """
     aiortc_handle = sender._handle_rtcp_packet
+    ssrc = sender._ssrc
 
     async def handle(packet: Any) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
@@ -312,6 +326,9 @@ def intercept_sender_rtcp(
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             on_keyframe_request()
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == ssrc:
+                    on_report(report.fraction_lost, report.packets_lost, report.jitter)
             await aiortc_handle(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
@@ -339,6 +356,21 @@ def update_sender_report(
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
     sender._RTCRtpSender__packet_count = packets  # type: ignore[attr-defined]
     sender._RTCRtpSender__octet_count = octets  # type: ignore[attr-defined]
+
+
+def sender_rtt_s(sender: RTCRtpSender) -> float | None:
+    """The round-trip time aiortc estimated from the subscriber's reports (RFC 3550 6.4.1)."""
+    rtt: float | None = getattr(sender, "_RTCRtpSender__rtt", None)
+    return rtt
+
+
+def receiver_stream(receiver: RTCRtpReceiver, ssrc: int) -> tuple[int, int, int] | None:
+    """(packets received, packets lost, jitter in RTP units) of one incoming stream."""
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", {})
+    stream = streams.get(ssrc)
+    if stream is None:
+        return None
+    return stream.packets_received, stream.packets_lost, stream.jitter
 
 
 def picture_loss_indication(sender_ssrc: int, media_ssrc: int) -> bytes:

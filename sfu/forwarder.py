@@ -107,6 +107,9 @@ class Downtrack:
         self._start_sequence = 0
         self.packets_sent = 0
         self.octets_sent = 0
+        # The subscriber's latest RFC 3550 report block: (fraction lost /256,
+        # cumulative packets lost, interarrival jitter in RTP units).
+        self.report: tuple[int, int, int] | None = None
 
     def _extensions(self, packet: IncomingPacket, abs_send_time: bytes) -> bytes:
         elements = self._mid_element
@@ -226,6 +229,7 @@ class PublishedTrack:
         self.sender_report: tuple[int, int] | None = None
         self.last_timestamp = 0
         self.packets_received = 0
+        self.octets_received = 0
 
     def forward(self, packet: IncomingPacket) -> None:
         """Cache one packet and send it to every downtrack."""
@@ -233,6 +237,7 @@ class PublishedTrack:
             packet.keyframe = self._detect_keyframe(packet.payload)
         self.cache.put(packet)
         self.packets_received += 1
+        self.octets_received += len(packet.payload)
         self.last_timestamp = packet.timestamp
         if self.muted:
             return

@@ -6,6 +6,7 @@ It serves the signaling WebSocket and implements the contract's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,10 +24,14 @@ from townhall.contract import (
 from .aiortc_bridge import check_internals
 from .config import SfuConfig
 from .metrics import MediaCounters
+from .quality import RateMeter
 from .room import Room
 from .signaling import serve_signaling
 
 logger = logging.getLogger(__name__)
+
+SAMPLE_INTERVAL_S = 1.0
+QUALITY_EVERY_TICKS = 2  # link quality every 2 s: RTCP reports come about once a second
 
 
 class SfuNode:
@@ -45,6 +50,9 @@ class SfuNode:
         self.recorder: Recorder | None = None
         self.counters = MediaCounters()
         self.rooms: dict[str, Room] = {}
+        self._sampler: asyncio.Task[None] | None = None
+        self._forwarded = RateMeter()
+        self.loop_lag_ms = 0.0
 
     def routes(self) -> list[web.RouteDef]:
         """Routes to mount on the process's aiohttp application."""
@@ -59,7 +67,26 @@ class SfuNode:
         if room is None:
             room = Room(meeting_id, self.config, self.counters, lambda: self.events)
             self.rooms[meeting_id] = room
+        if self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample())
         return room
+
+    async def _sample(self) -> None:
+        """Every second: event-loop lag, forwarding rate; every few: link quality."""
+        loop = asyncio.get_running_loop()
+        tick = 0
+        while True:
+            started = loop.time()
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
+            now = loop.time()
+            # How late the loop woke us: time the forwarding path was held up.
+            self.loop_lag_ms = max(0.0, (now - started - SAMPLE_INTERVAL_S) * 1000)
+            self._forwarded.update(self.counters.rtp_packets_forwarded, now)
+            tick += 1
+            if tick % QUALITY_EVERY_TICKS == 0:
+                for room in self.rooms.values():
+                    for participant in room.participants.values():
+                        participant.sample_quality(now)
 
     async def forget_if_empty(self, room: Room) -> None:
         """Drop a room nobody is in any more (its recording, if any, ends)."""
@@ -67,13 +94,49 @@ class SfuNode:
             del self.rooms[room.meeting_id]
             await room.stop_recording("everyone left")
 
-    def stats(self) -> dict[str, Any]:
-        """Node load and media counters."""
+    def node_stats(self) -> dict[str, Any]:
+        """Node load, media counters and mean link quality (contract: MediaPlane)."""
+        samples = [
+            p.quality for r in self.rooms.values() for p in r.participants.values() if p.quality
+        ]
+
+        def mean(key: str) -> float:
+            return round(sum(q[key] for q in samples) / len(samples), 4) if samples else 0.0
+
         return {
             "meetings": len(self.rooms),
             "participants": sum(len(r.participants) for r in self.rooms.values()),
             "tracks": sum(len(r.tracks) for r in self.rooms.values()),
-            **self.counters.snapshot(),
+            "forwarded_packets_per_s": round(self._forwarded.rate, 1),
+            "loop_lag_ms": round(self.loop_lag_ms, 1),
+            "counters": self.counters.snapshot(),
+            "quality": {
+                "loss_up": mean("loss_up"),
+                "loss_down": mean("loss_down"),
+                "jitter_ms": mean("jitter_down_ms"),
+                "rtt_ms": mean("rtt_ms"),
+            },
+        }
+
+    def meeting_stats(self, meeting_id: str) -> dict[str, Any] | None:
+        """A meeting's live numbers per participant (contract: MediaPlane)."""
+        room = self.rooms.get(meeting_id)
+        if room is None:
+            return None
+        participants = [
+            p.quality
+            or {"participant_id": p.participant_id, "name": p.name, "connection_state": "new"}
+            for p in room.participants.values()
+        ]
+        speaking = [p for p in room.participants.values() if p.speaking]
+        return {
+            "meeting_id": meeting_id,
+            "participants": participants,
+            "engagement": {
+                "participants": len(room.participants),
+                "active_speakers": [p.participant_id for p in speaking],
+                "speaking_s_total": round(sum(p.speaking_s for p in room.participants.values()), 2),
+            },
         }
 
     # -- MediaPlane: what the control plane asks ---------------------------
@@ -147,6 +210,9 @@ class SfuNode:
 
     async def close(self) -> None:
         """Tell everyone the node is going away and release their connections."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
         for room in list(self.rooms.values()):
             await room.close("server shutting down")
         self.rooms.clear()

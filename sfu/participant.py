@@ -15,6 +15,7 @@ from .errors import Forbidden, error_reply
 from .forwarder import PublishedTrack
 from .metrics import MediaCounters
 from .publisher import Publisher
+from .quality import RateMeter, audio_score, video_score
 from .speaking import SpeechMeter
 from .subscriber import Subscriber
 
@@ -50,6 +51,9 @@ class Participant:
         self.end_reason: str | None = None
         self.speaking = False
         self._spoken_s = 0.0  # speaking time of tracks no longer published
+        self._rate_up = RateMeter()
+        self._rate_down = RateMeter()
+        self.quality: dict[str, Any] = {}  # the latest sample_quality()
         self._write = write
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
         self._writer = asyncio.create_task(self._drain())
@@ -102,6 +106,38 @@ class Participant:
         if source == "screen":
             return permissions.publish and permissions.screen_share
         return permissions.publish
+
+    def sample_quality(self, now: float) -> None:
+        """Read this participant's links now (called on the node's sampling tick)."""
+        up = self.publisher.link()
+        down = self.subscriber.link()
+        up_kbps = self._rate_up.update(self.publisher.octets_received, now) * 8 / 1000
+        down_kbps = self._rate_down.update(self.subscriber.octets_sent, now) * 8 / 1000
+        loss_up, jitter_up = up if up else (0.0, 0.0)
+        loss_down, jitter_down, rtt, video_loss = down if down else (0.0, 0.0, 0.0, 0.0)
+        connected = "connected" in (
+            self.publisher.connection_state,
+            self.subscriber.connection_state,
+        )
+        loss = max(loss_up, loss_down)
+        self.quality = {
+            "participant_id": self.participant_id,
+            "name": self.name,
+            "connection_state": "connected" if connected else self.subscriber.connection_state,
+            "rtt_ms": round(rtt, 1),
+            "jitter_up_ms": round(jitter_up, 1),
+            "jitter_down_ms": round(jitter_down, 1),
+            "loss_up": round(loss_up, 4),
+            "loss_down": round(loss_down, 4),
+            "bitrate_up_kbps": round(up_kbps, 1),
+            "bitrate_down_kbps": round(down_kbps, 1),
+            "audio_quality": audio_score(loss, rtt, max(jitter_up, jitter_down))
+            if connected
+            else 0.0,
+            "video_quality": video_score(max(loss_up, video_loss), rtt) if connected else 0.0,
+            "speaking": self.speaking,
+            "speaking_s": self.speaking_s,
+        }
 
     def describe(self) -> dict[str, Any]:
         return {

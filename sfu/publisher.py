@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from aiortc import RTCRtpTransceiver, RTCSessionDescription
+from aiortc import RTCRtpReceiver, RTCRtpTransceiver, RTCSessionDescription
 
 from . import aiortc_bridge as bridge
 from .config import SfuConfig
@@ -47,6 +47,9 @@ class Publisher:
         self._negotiated: dict[str, bridge.NegotiatedRtp] = {}
         self._sources: dict[str, str] = {}
         self._adopted: set[str] = set()  # mids whose receiver is hooked
+        self._receivers: dict[str, RTCRtpReceiver] = {}
+        # (received, lost) per track at the last reading, for loss over an interval
+        self._last_counts: dict[str, tuple[int, int]] = {}
         self._mid_id = 0
         self._audio_level_id = 0
         self._last_warning = 0.0
@@ -131,6 +134,7 @@ class Publisher:
             keyframe_interval_s=self._config.keyframe_request_interval_s,
         )
         self._negotiated[neg.mid] = neg
+        self._receivers[neg.mid] = transceiver.receiver
         self.tracks[neg.mid] = track
         self._mid_id = neg.mid_id
         self._audio_level_id = neg.audio_level_id
@@ -148,6 +152,35 @@ class Publisher:
             del self._routes[ssrc]
         track.close()
         self._on_unpublished(track)
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    @property
+    def octets_received(self) -> int:
+        return sum(track.octets_received for track in self.tracks.values())
+
+    def link(self) -> tuple[float, float] | None:
+        """(loss fraction since the last reading, mean jitter ms) of what this publisher sends."""
+        received_total = lost_total = 0
+        jitters = []
+        for mid, track in self.tracks.items():
+            receiver = self._receivers.get(mid)
+            stream = bridge.receiver_stream(receiver, track.media_ssrc) if receiver else None
+            if stream is None:
+                continue
+            received, lost, jitter = stream
+            before = self._last_counts.get(mid, (0, 0))
+            self._last_counts[mid] = (received, lost)
+            received_total += received - before[0]
+            lost_total += max(0, lost - before[1])
+            clock_rate = 48000 if track.kind == "audio" else 90000
+            jitters.append(jitter / clock_rate * 1000)
+        if not jitters:
+            return None
+        expected = received_total + lost_total
+        return (lost_total / expected if expected else 0.0), sum(jitters) / len(jitters)
 
     def withdraw_forbidden(self) -> None:
         """Stop forwarding tracks the participant may no longer publish."""

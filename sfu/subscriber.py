@@ -129,6 +129,7 @@ class Subscriber:
             sender,
             on_nack=lambda lost: self._on_nack(downtrack, lost),
             on_keyframe_request=lambda: self._on_keyframe_request(track),
+            on_report=lambda *report: setattr(downtrack, "report", report),
         )
         track.add_downtrack(downtrack)
 
@@ -143,6 +144,40 @@ class Subscriber:
     def _on_keyframe_request(self, track: PublishedTrack) -> None:
         self._counters.keyframe_requests_received += 1
         track.request_keyframe()
+
+    @property
+    def connection_state(self) -> str:
+        return str(self._pc.connectionState)
+
+    @property
+    def octets_sent(self) -> int:
+        return sum(
+            s.downtrack.octets_sent for s in self.subscriptions.values() if s.downtrack is not None
+        )
+
+    def link(self) -> tuple[float, float, float, float] | None:
+        """Mean (loss fraction, jitter ms, RTT ms, video loss) the subscriber reports."""
+        losses, jitters, rtts, video_losses = [], [], [], []
+        for subscription in self.subscriptions.values():
+            downtrack = subscription.downtrack
+            if downtrack is None or downtrack.report is None:
+                continue
+            fraction_lost, _, jitter = downtrack.report
+            clock_rate = 48000 if subscription.track.kind == "audio" else 90000
+            losses.append(fraction_lost / 256)
+            jitters.append(jitter / clock_rate * 1000)
+            if subscription.track.kind == "video":
+                video_losses.append(fraction_lost / 256)
+            rtt = bridge.sender_rtt_s(subscription.transceiver.sender)
+            if rtt is not None:
+                rtts.append(rtt * 1000)
+        if not losses:
+            return None
+
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values) if values else 0.0
+
+        return mean(losses), mean(jitters), mean(rtts), mean(video_losses)
 
     def update_sender_reports(self) -> None:
         """Copy forwarded counts and the publisher's NTP/RTP mapping into our SRs."""

@@ -323,3 +323,60 @@ async def test_who_speaks_comes_from_audio_levels(
         finally:
             await silent.leave()
             await speaker.leave()
+
+
+async def test_metrics_move_with_media_and_show_induced_loss(
+    node: tuple[SfuNode, ControlSpy, str],
+) -> None:
+    from clients.python.rtp_tap import parse_rtp
+
+    sfu, _, url = node
+
+    def every_tenth_video(data: bytes) -> bool:
+        packet = parse_rtp(data)
+        return (
+            packet.payload_type >= 96
+            and packet.payload_type != 111
+            and (packet.sequence_number % 10 == 0)
+        )
+
+    alice = await Participant.connect(
+        url, token("alice"), options=ClientOptions(decode=False, drop_sent=every_tenth_video)
+    )
+    bob = await Participant.connect(
+        url, token("bob"), options=ClientOptions(decode=False, drop_received=every_tenth_video)
+    )
+    try:
+        before = sfu.node_stats()["counters"]["rtp_packets_forwarded"]
+        await alice.publish(audio=AudioStreamTrack(), video=VideoStreamTrack())
+        await bob.wait_until(lambda: len(bob.remote_tracks) == 2, what="alice's tracks")
+
+        def sampled() -> dict[str, dict[str, Any]]:
+            stats = sfu.meeting_stats("m1") or {"participants": []}
+            return {p["participant_id"]: p for p in stats["participants"]}
+
+        for _ in range(100):
+            quality = sampled()
+            alice_q, bob_q = quality.get("alice", {}), quality.get("bob", {})
+            if (
+                alice_q.get("loss_up", 0) > 0
+                and bob_q.get("loss_down", 0) > 0
+                and alice_q.get("bitrate_up_kbps", 0) > 0
+                and bob_q.get("bitrate_down_kbps", 0) > 0
+            ):
+                break
+            await asyncio.sleep(0.1)
+        alice_q, bob_q = quality["alice"], quality["bob"]
+        assert 0.01 < alice_q["loss_up"] < 0.5, alice_q
+        assert 0.01 < bob_q["loss_down"] < 0.5, bob_q
+        assert alice_q["bitrate_up_kbps"] > 10 and bob_q["bitrate_down_kbps"] > 10
+        assert alice_q["connection_state"] == "connected"
+        assert 0 < bob_q["video_quality"] < 5 and 1 <= bob_q["audio_quality"] <= 4.5
+        node_stats = sfu.node_stats()
+        assert node_stats["counters"]["rtp_packets_forwarded"] > before + 100
+        assert node_stats["forwarded_packets_per_s"] > 10
+        assert node_stats["quality"]["loss_down"] > 0
+        assert sfu.meeting_stats("nowhere") is None
+    finally:
+        await bob.leave()
+        await alice.leave()
