@@ -1,8 +1,16 @@
 """The ``townhall`` command: the composition root, the one place that wires the planes.
 
-This is the only module that imports both ``control`` and ``sfu``, and the
-only place that reads the environment (``TOWNHALL_*``). Each component gets
-its own slice of the validated :class:`townhall.config.Config`.
+This is the only module that imports ``control``, ``sfu`` and ``recorder``
+together, and the only place that reads the environment (``TOWNHALL_*``).
+Each component gets its own slice of the validated
+:class:`townhall.config.Config`.
+
+The recording seam: the SFU node's ``recorder`` is a
+:class:`recorder.pipeline.RecordingPipeline`, which reports to the control
+plane's ``RecordingEvents`` (``app[RECORDING_EVENTS]``) and sends live
+captions to the meeting through the node; the control plane reaches the
+recorder's files through a :class:`recorder.archive.StorageArchive` over the
+same storage.
 """
 
 from __future__ import annotations
@@ -24,6 +32,15 @@ from aiohttp import web
 
 import clients
 from control import CONTROL_EVENTS, ControlConfig, Policy, create_app
+from control.app import RECORDING_EVENTS
+from control.recording_options import RecordingRequest
+from recorder.archive import StorageArchive
+from recorder.captions import CaptionConfig
+from recorder.config import RecorderConfig
+from recorder.pipeline import RecordingPipeline
+from recorder.storage import LocalStorage
+from recorder.summary import LlmConfig
+from recorder.transcription import TranscriptionConfig
 from sfu.config import IceServer
 from sfu.node import SfuNode
 from townhall.contract import SIGNALING_PATH
@@ -32,6 +49,7 @@ from .config import (
     Config,
     ConfigError,
     PolicyConfig,
+    RecorderSettings,
     Secrets,
     load_config,
     load_or_create_secrets,
@@ -52,6 +70,9 @@ ENVIRONMENT: dict[str, str] = {
     "TOWNHALL_PORT": "server.port",
     "TOWNHALL_DATA_DIR": "server.data_dir",
     "TOWNHALL_PUBLIC_URL": "server.public_url",
+    # Secrets kept out of config files.
+    "TOWNHALL_RECORDING_KEY": "recorder.encryption_key",
+    "TOWNHALL_LLM_API_KEY": "recorder.llm_api_key",
 }
 _INTEGER_KEYS = {"server.port"}
 
@@ -129,6 +150,7 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
     the node reports to the control plane through its ``ControlEvents``.
     """
     public_url = config.server.public_url
+    settings = config.recorder
     control_config = ControlConfig(
         public_url=public_url,
         data_dir=config.server.data_dir,
@@ -140,16 +162,42 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
         ice_servers=tuple(_ice_server_json(server) for server in config.sfu.ice_servers),
         web_root=web_root,
         policy_defaults=_policy(config.policy),
+        recording_defaults=_recording_defaults(settings),
+        recording_retention_days=settings.retention_days,
+        retention_interval_s=settings.retention_interval_s,
+        download_link_ttl_s=settings.download_link_ttl_s,
     )
+    recorder_config = _recorder_config(settings, config.server.data_dir)
+    storage = LocalStorage(recorder_config.storage_root, recorder_config.key)
     node = SfuNode(config.sfu, secrets.token_secret)
-    app = create_app(control_config, media=node)
+    app = create_app(
+        control_config,
+        media=node,
+        archive=StorageArchive(storage, recorder_config.retention_days),
+    )
     node.events = app[CONTROL_EVENTS]
+
+    async def caption(meeting_id: str, caption: dict[str, Any]) -> None:
+        await node.send(meeting_id, {"type": "caption", **caption}, "all")
+
+    pipeline = RecordingPipeline(
+        recorder_config,
+        app[RECORDING_EVENTS],
+        storage=storage,
+        transcription=_transcription(settings),
+        captions=CaptionConfig(language=settings.language),
+        llm=_llm(settings),
+        on_caption=caption,
+    )
+    node.recorder = pipeline
     app.add_routes(node.routes())
 
     async def close_node(app: web.Application) -> None:
         # on_shutdown runs while the server still holds open WebSockets: the
-        # node says goodbye to its participants before connections are cut.
+        # node says goodbye to its participants before connections are cut,
+        # and their recordings are closed and reported while the store is open.
         await node.close()
+        await pipeline.close()
 
     app.on_shutdown.append(close_node)
     return app
@@ -213,6 +261,56 @@ def _policy(config: PolicyConfig) -> Policy:
         screen_share_permissions=cast(Level, config.screen_share_permissions),
         chat_permissions=cast(Level, config.chat_permissions),
         require_e2ee=config.require_e2ee,
+    )
+
+
+def _recorder_config(settings: RecorderSettings, data_dir: Path) -> RecorderConfig:
+    return RecorderConfig(
+        storage_root=settings.storage_root or data_dir / "recordings",
+        encryption_key=settings.encryption_key,
+        retention_days=settings.retention_days,
+        track_queue_packets=settings.track_queue_packets,
+        reorder_window_packets=settings.reorder_window_packets,
+        disk_reserve_bytes=settings.disk_reserve_bytes,
+        mix_latency_s=settings.mix_latency_s,
+    )
+
+
+def _recording_defaults(settings: RecorderSettings) -> RecordingRequest:
+    return RecordingRequest(
+        include_audio=settings.include_audio,
+        include_video=settings.include_video,
+        include_screen_share=settings.include_screen_share,
+        format=settings.format,
+        auto_transcribe=settings.auto_transcribe,
+        generate_summary=settings.generate_summary,
+        language=settings.language,
+        mixed_audio=settings.mixed_audio,
+        live_captions=settings.live_captions,
+    )
+
+
+def _transcription(settings: RecorderSettings) -> TranscriptionConfig:
+    return TranscriptionConfig(
+        model=settings.model,
+        device=settings.device,
+        compute_type=settings.compute_type,
+        cpu_threads=settings.cpu_threads,
+        workers=settings.workers,
+        queue_size=settings.queue_size,
+        beam_size=settings.beam_size,
+        language=settings.language,
+    )
+
+
+def _llm(settings: RecorderSettings) -> LlmConfig | None:
+    if settings.llm_base_url is None or settings.llm_model is None:
+        return None
+    return LlmConfig(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key or "not-needed",
+        timeout_s=settings.llm_timeout_s,
     )
 
 

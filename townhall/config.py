@@ -3,7 +3,9 @@
 A TOML file (every key documented in ``config.example.toml``) becomes frozen
 dataclasses, one per section: ``[server]`` -> :class:`ServerConfig`, ``[auth]``
 -> :class:`AuthConfig`, ``[policy]`` -> :class:`PolicyConfig` (the default
-access policy of meetings), ``[sfu]`` -> :class:`sfu.config.SfuConfig`. Validation
+access policy of meetings), ``[sfu]`` -> :class:`sfu.config.SfuConfig`,
+``[recorder]`` -> :class:`RecorderSettings` (recording, transcription,
+summaries; ``townhall.cli`` slices it for the recorder and the control plane). Validation
 happens here, once, at start: an unknown key or a value of the wrong type is a
 :class:`ConfigError` whose message starts with the key, for example
 ``sfu.packet_cache_size: expected integer, got string``.
@@ -26,6 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recorder.config import FORMATS, decode_key
+from recorder.errors import RecorderConfigError
+from recorder.transcription_errors import ModelNotFound
+from recorder.transcription_model import DEVICES, resolve_model_dir
 from sfu.config import IceServer, SfuConfig
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "PolicyConfig",
+    "RecorderSettings",
     "Secrets",
     "ServerConfig",
     "load_config",
@@ -42,6 +49,7 @@ __all__ = [
 SECRETS_FILE = "secrets.json"
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _LEVELS = ("host", "all", "none")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
 
@@ -89,6 +97,51 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class RecorderSettings:
+    """Recording, transcription and summaries: the ``[recorder]`` section."""
+
+    # Where recording files are kept; None: <data_dir>/recordings.
+    storage_root: Path | None = None
+    # Base64 of 32 random bytes (AES-256-GCM at rest); None: no encryption possible.
+    encryption_key: str | None = None
+    # Days a recording, its transcript and summary are kept; 0: until erased.
+    retention_days: int = 30
+    # Seconds between two passes of the retention job; 0: no job.
+    retention_interval_s: float = 3600.0
+    # How long a signed download link stays valid, in seconds.
+    download_link_ttl_s: int = 3600
+    # Defaults of a recording's configuration (REST body fields left out, and
+    # recordings hosts start from the meeting).
+    format: str = "webm"
+    include_audio: bool = True
+    include_video: bool = True
+    include_screen_share: bool = True
+    auto_transcribe: bool = True
+    generate_summary: bool = True
+    live_captions: bool = False
+    mixed_audio: bool = False
+    language: str | None = None
+    # The speech model: a faster-whisper model directory; "" = the bundled tiny.en.
+    model: str = ""
+    device: str = "auto"
+    compute_type: str = ""
+    cpu_threads: int = 0
+    workers: int = 1
+    queue_size: int = 16
+    beam_size: int = 5
+    # An OpenAI-compatible endpoint for summaries; None: extractive only.
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_s: float = 60.0
+    # Tuning of the writers.
+    track_queue_packets: int = 4096
+    reorder_window_packets: int = 128
+    disk_reserve_bytes: int = 4 * 1024 * 1024
+    mix_latency_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole process configuration, sliced per component by ``main``."""
 
@@ -96,6 +149,7 @@ class Config:
     auth: AuthConfig
     sfu: SfuConfig
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    recorder: RecorderSettings = field(default_factory=RecorderSettings)
 
 
 @dataclass(frozen=True)
@@ -121,6 +175,7 @@ def load_config(path: Path | None, overrides: Mapping[str, object] | None = None
         auth=_auth(root.table("auth")),
         sfu=_sfu(root.table("sfu")),
         policy=_policy(root.table("policy")),
+        recorder=_recorder(root.table("recorder")),
     )
     root.reject_unknown()
     return config
@@ -253,6 +308,73 @@ def _policy(table: _Table) -> PolicyConfig:
         require_e2ee=table.boolean("require_e2ee", defaults.require_e2ee),
     )
     table.reject_unknown()
+    return config
+
+
+def _recorder(table: _Table) -> RecorderSettings:
+    d = RecorderSettings()
+    storage_root = table.optional_string("storage_root", min_length=1)
+    key = table.optional_string("encryption_key")
+    if key is not None:
+        try:
+            decode_key(key)
+        except RecorderConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    language = table.optional_string("language")
+    if language is not None and not _LANGUAGE.match(language):
+        raise ConfigError(f"recorder.language: {language!r} is not a language code such as 'en'")
+    config = RecorderSettings(
+        storage_root=None if storage_root is None else Path(storage_root),
+        encryption_key=key,
+        retention_days=table.integer("retention_days", d.retention_days, minimum=0),
+        retention_interval_s=table.number(
+            "retention_interval_s", d.retention_interval_s, minimum=0.0
+        ),
+        download_link_ttl_s=table.integer(
+            "download_link_ttl_s", d.download_link_ttl_s, minimum=1, maximum=7 * 86400
+        ),
+        format=table.choice("format", d.format, FORMATS),
+        include_audio=table.boolean("include_audio", d.include_audio),
+        include_video=table.boolean("include_video", d.include_video),
+        include_screen_share=table.boolean("include_screen_share", d.include_screen_share),
+        auto_transcribe=table.boolean("auto_transcribe", d.auto_transcribe),
+        generate_summary=table.boolean("generate_summary", d.generate_summary),
+        live_captions=table.boolean("live_captions", d.live_captions),
+        mixed_audio=table.boolean("mixed_audio", d.mixed_audio),
+        language=language,
+        model=table.string("model", d.model),
+        device=table.choice("device", d.device, DEVICES),
+        compute_type=table.string("compute_type", d.compute_type),
+        cpu_threads=table.integer("cpu_threads", d.cpu_threads, minimum=0),
+        workers=table.integer("workers", d.workers, minimum=1, maximum=64),
+        queue_size=table.integer("queue_size", d.queue_size, minimum=0),
+        beam_size=table.integer("beam_size", d.beam_size, minimum=1, maximum=20),
+        llm_base_url=table.optional_string("llm_base_url"),
+        llm_model=table.optional_string("llm_model", min_length=1),
+        llm_api_key=table.optional_string("llm_api_key", min_length=1),
+        llm_timeout_s=table.number("llm_timeout_s", d.llm_timeout_s, minimum=0.001),
+        track_queue_packets=table.integer(
+            "track_queue_packets", d.track_queue_packets, minimum=16
+        ),
+        reorder_window_packets=table.integer(
+            "reorder_window_packets", d.reorder_window_packets, minimum=1
+        ),
+        disk_reserve_bytes=table.integer("disk_reserve_bytes", d.disk_reserve_bytes, minimum=0),
+        mix_latency_s=table.number("mix_latency_s", d.mix_latency_s, minimum=0.5),
+    )
+    if config.llm_base_url is not None:
+        if not config.llm_base_url.startswith(("http://", "https://")):
+            raise ConfigError("recorder.llm_base_url: must start with http:// or https://")
+        if config.llm_model is None:
+            raise ConfigError("recorder.llm_model: is required with recorder.llm_base_url")
+    elif config.llm_model is not None:
+        raise ConfigError("recorder.llm_base_url: is required with recorder.llm_model")
+    table.reject_unknown()
+    try:
+        # A missing model is a configuration error at start, not a failed transcript later.
+        resolve_model_dir(config.model)
+    except ModelNotFound as exc:
+        raise ConfigError(f"recorder.model: {exc}") from None
     return config
 
 
