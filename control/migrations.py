@@ -209,4 +209,40 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX summaries_by_meeting ON meeting_summaries (meeting_id)",
         ),
     ),
+    Migration(
+        8,
+        "webhook deliveries and the readiness probe",
+        (
+            # One row per (event, endpoint): the payload is kept so that a
+            # delivery still pending at a restart is sent again. No foreign
+            # key: the log of a meeting's events outlives the meeting.
+            """
+            CREATE TABLE webhook_deliveries (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                event_id TEXT NOT NULL,
+                event TEXT NOT NULL,
+                meeting_id TEXT,
+                url TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+                attempts INTEGER NOT NULL DEFAULT 0,
+                response_status INTEGER,
+                error TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                next_attempt_at TEXT
+            )
+            """,
+            "CREATE INDEX webhook_deliveries_by_status ON webhook_deliveries (status, seq)",
+            "CREATE INDEX webhook_deliveries_by_time ON webhook_deliveries (created_at)",
+            # /readyz writes here: a store that cannot take a write is not ready.
+            """
+            CREATE TABLE readiness_probe (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                checked_at TEXT NOT NULL
+            )
+            """,
+        ),
+    ),
 )
