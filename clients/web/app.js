@@ -10,7 +10,9 @@ import { Session } from "./session.js";
 import { MeetingTools } from "./tools.js";
 import * as ui from "./ui.js";
 
-const SPEAKING_LEVEL = 0.04; // RFC 6464 level above which a tile lights up (0..1)
+// Our own tile lights up from our microphone's level (no round trip to the
+// SFU); everyone else's from the SFU's `speaking` frames (RFC 6464 levels).
+const SPEAKING_LEVEL = 0.04; // local level above which our tile lights up (0..1)
 const SPEAKING_POLL_MS = 300;
 const RECONNECT_DELAY_MS = 1000;
 const NAME_KEY = "townhall.name";
@@ -42,6 +44,7 @@ class App {
     this.phase = "prejoin";
     this.lastEnd = null;
     this.speakingTimer = null;
+    this.speakerAnnouncer = new ui.SpeakerAnnouncer();
     this.lobbyAbort = null;
     this.waitingGrant = null;
     this.tools = new MeetingTools({
@@ -248,6 +251,7 @@ class App {
       recordingChanged: (message) => live() && this.tools.recordingChanged(message),
       recordingRefused: (error) => live() && this.tools.recordingRefused(error),
       caption: (message) => live() && this.tools.caption(message),
+      speakingChanged: (participantId, speaking) => live() && this.speakingChanged(participantId, speaking),
     };
   }
 
@@ -291,14 +295,16 @@ class App {
       const id = participant.participant_id;
       const camera = media.get(id) || {};
       keep.add(id);
-      this.grid.upsert(id, {
-        participantId: id,
-        name: participant.name || "Guest",
-        audioMuted: Boolean(participant.audio_muted),
-        videoMuted: Boolean(participant.video_muted),
-        videoTrack: camera.video,
-        audioTrack: camera.audio,
-      });
+      this.grid
+        .upsert(id, {
+          participantId: id,
+          name: participant.name || "Guest",
+          audioMuted: Boolean(participant.audio_muted),
+          videoMuted: Boolean(participant.video_muted),
+          videoTrack: camera.video,
+          audioTrack: camera.audio,
+        })
+        .setSpeaking(session.speaking.has(id));
       const screen = media.get(`${id}:screen`);
       if (screen) {
         keep.add(`${id}:screen`);
@@ -392,19 +398,20 @@ class App {
     button.title = button.getAttribute("aria-label");
   }
 
-  /** Light up the tiles of whoever is talking, from RFC 6464 levels (no decoding). */
+  /** The SFU heard a room-mate start or stop speaking: their camera tile's ring, and a polite word. */
+  speakingChanged(participantId, speaking) {
+    if (participantId === this.session?.participantId) return; // our own tile follows our microphone
+    this.grid.get(participantId)?.setSpeaking(speaking);
+    const participant = this.session?.participants.get(participantId);
+    if (speaking && participant) this.speakerAnnouncer.spoke(participant.name || "Guest");
+  }
+
+  /** Light up our own tile while our microphone picks up sound. */
   startSpeakingWatch() {
     clearInterval(this.speakingTimer);
     this.speakingTimer = setInterval(async () => {
       const session = this.session;
       if (!session || session.ended) return;
-      for (const route of session.routes) {
-        if (route.kind !== "audio") continue;
-        const [source] = route.receiver.getSynchronizationSources();
-        const recent = source && performance.timeOrigin + performance.now() - source.timestamp < 1000;
-        const key = route.source === "screen" ? `${route.participant_id}:screen` : route.participant_id;
-        this.grid.get(key)?.setSpeaking(recent && source.audioLevel > SPEAKING_LEVEL);
-      }
       if (session.publisher && session.participantId) {
         const level = this.media.audioMuted ? 0 : await session.publisher.audioLevel().catch(() => 0);
         this.grid.get(session.participantId)?.setSpeaking(level > SPEAKING_LEVEL);
@@ -414,6 +421,7 @@ class App {
 
   ended({ kind, reason, detail }) {
     clearInterval(this.speakingTimer);
+    this.speakerAnnouncer.reset();
     this.lastEnd = { kind, reason };
     this.phase = "ended";
     this.grid.clear();
@@ -528,6 +536,7 @@ function exposeDebugState(app) {
     sharingScreen: { get: () => Boolean(app.session?.screenTrack), enumerable: true },
     recording: { get: () => (app.tools.recording.recording ? { ...app.tools.recording.recording } : null), enumerable: true },
     captions: { get: () => app.tools.captions.snapshot(), enumerable: true },
+    speaking: { get: () => [...(app.session?.speaking || [])], enumerable: true },
     // Shows a frame the server could have sent, on this page only (tests of what
     // the page draws); frames that would change the session's state are refused.
     deliver: {

@@ -42,7 +42,7 @@ export function runningRecording(value) {
  * roomChanged(room, closesAt), permissionsChanged(role, permissions),
  * moderated({action, kind, by}), screenShareEnded(),
  * recordingJoined(recording), recordingChanged(message), recordingRefused(error),
- * caption(message).
+ * caption(message), speakingChanged(participantId, speaking).
  */
 export class Session {
   constructor({ grant, media, view }) {
@@ -60,6 +60,8 @@ export class Session {
     this.joinResponse = grant;
     this.participants = new Map(); // participant_id -> participant (others only)
     this.departed = new Set();
+    // Who the SFU hears speaking now (RFC 6464 levels, `speaking` frames); room-mates only.
+    this.speaking = new Set();
     this.routes = [];
     this.signaling = null;
     this.publisher = null;
@@ -201,6 +203,7 @@ export class Session {
         const participant = this.participants.get(message.participant_id);
         this.participants.delete(message.participant_id);
         this.departed.add(message.participant_id);
+        this.setSpeaking(message.participant_id, false);
         if (participant && this.sameRoom(participant)) this.view.participantLeft?.(participant, message.reason);
         this.view.render?.();
       })
@@ -214,6 +217,7 @@ export class Session {
       .on("room-changed", (message) => {
         this.room = normalizeRoom(message.room);
         this.closesAt = message.closes_at || null;
+        for (const id of [...this.speaking]) this.setSpeaking(id, false); // the new room's speakers come in frames
         this.view.roomChanged?.(this.room, this.closesAt);
         this.view.render?.();
       })
@@ -231,6 +235,9 @@ export class Session {
         this.lastRecordAt = 0;
         this.recording = message.state === "started" ? runningRecording(message) : null;
         this.view.recordingChanged?.(message);
+      })
+      .on("speaking", (message) => {
+        if (typeof message.participant_id === "string") this.setSpeaking(message.participant_id, message.speaking === true);
       })
       .on("caption", (message) => {
         if (typeof message.text === "string") this.view.caption?.(message);
@@ -251,6 +258,14 @@ export class Session {
         else this.end("removed", message.reason || "the session ended");
       })
       .on("reconnect", (message) => this.end("reconnect", message.reason || "moving to another server"));
+  }
+
+  /** Record who speaks; tell the view only when it changed. */
+  setSpeaking(participantId, speaking) {
+    if (this.speaking.has(participantId) === speaking) return;
+    if (speaking) this.speaking.add(participantId);
+    else this.speaking.delete(participantId);
+    this.view.speakingChanged?.(participantId, speaking);
   }
 
   /** Whether a remote participant is in our breakout room (or both in the main meeting). */

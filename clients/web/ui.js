@@ -354,6 +354,61 @@ export function announce(text) {
   }, 50);
 }
 
+const SPEAKER_ANNOUNCE_GAP_MS = 5000;
+
+/**
+ * Tells screen readers, politely, who started speaking: only when the speaker
+ * is someone new, and at most once per few seconds (the latest one wins), so
+ * that a lively discussion does not drown out everything else.
+ */
+export class SpeakerAnnouncer {
+  constructor(gapMs = SPEAKER_ANNOUNCE_GAP_MS) {
+    this.gapMs = gapMs;
+    this.lastName = "";
+    this.lastAt = -Infinity;
+    this.pending = "";
+    this.timer = null;
+    this.region = null;
+  }
+
+  spoke(name) {
+    if (name === this.lastName && !this.pending) return;
+    this.pending = name;
+    if (this.timer) return;
+    const wait = this.lastAt + this.gapMs - performance.now();
+    this.timer = setTimeout(() => this.flush(), Math.max(0, wait));
+  }
+
+  flush() {
+    this.timer = null;
+    const name = this.pending;
+    this.pending = "";
+    if (!name || name === this.lastName) return;
+    this.lastName = name;
+    this.lastAt = performance.now();
+    this.politeRegion().textContent = `${name} is speaking`;
+  }
+
+  reset() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.pending = "";
+    this.lastName = "";
+    if (this.region) this.region.textContent = "";
+  }
+
+  politeRegion() {
+    if (!this.region) {
+      this.region = document.createElement("div");
+      this.region.id = "speaker-announcer";
+      this.region.className = "visually-hidden";
+      this.region.setAttribute("aria-live", "polite");
+      document.body.append(this.region);
+    }
+    return this.region;
+  }
+}
+
 /** Drop every toast (they belong to the screen being left). */
 export function clearToasts() {
   $("toasts").replaceChildren();
