@@ -160,3 +160,24 @@ def test_the_policy_section_is_every_new_meetings_policy(tmp_path: Path) -> None
         assert running.join(meeting["id"], "Host", role="host")["status"] == "joined"
     finally:
         stop_server(running)
+
+
+def test_recordings_live_under_the_data_dir(server: TownhallServer) -> None:
+    recordings = server.data_dir / "recordings"
+    assert recordings.is_dir()
+    assert recordings.stat().st_mode & 0o777 == 0o700
+    meeting = server.create_meeting("Nobody here")
+    # The recording routes are mounted and wired to the SFU node (nobody to record yet).
+    status, body = server.request("POST", f"/api/v1/meetings/{meeting['id']}/recording/start")
+    assert (status, body["error"]["code"]) == (409, "not_connected")
+    status, body = server.request("GET", f"/api/v1/meetings/{meeting['id']}/recordings")
+    assert (status, body) == (200, {"recordings": []})
+
+
+def test_a_bad_recorder_key_stops_startup_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[recorder]\nencryption_key = "too short"\n')
+    result = run_cli("serve", "--config", str(config), "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "recorder.encryption_key: expected base64 of 32 bytes" in result.stderr
+    assert "Traceback" not in result.stderr

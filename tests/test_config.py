@@ -17,6 +17,7 @@ from townhall.config import (
     Config,
     ConfigError,
     PolicyConfig,
+    RecorderSettings,
     ServerConfig,
     load_config,
     load_or_create_secrets,
@@ -50,6 +51,7 @@ def test_the_example_file_documents_every_key() -> None:
         "auth": AuthConfig,
         "policy": PolicyConfig,
         "sfu": SfuConfig,
+        "recorder": RecorderSettings,
     }
     for section, kind in sections.items():
         assert f"[{section}]" in text
@@ -193,12 +195,75 @@ def test_ipv6_host_gets_brackets_in_the_derived_url(tmp_path: Path) -> None:
         ('[policy]\nallowed_domains = ["@x.test"]', "policy.allowed_domains[0]: '@x.test'"),
         ('[policy]\nblocked_users = "a@x.test"', "policy.blocked_users: expected array"),
         ("[policy]\nrequire_2fa = true", "policy.require_2fa: unknown key"),
+        ('[recorder]\nencryption_key = "c2hvcnQ="', "recorder.encryption_key: expected base64"),
+        ('[recorder]\nencryption_key = "not base64!"', "recorder.encryption_key: expected base64"),
+        ("[recorder]\nretention_days = -1", "recorder.retention_days: must be >= 0"),
+        ('[recorder]\nformat = "mp3"', "recorder.format: must be one of webm, mkv"),
+        ('[recorder]\ndevice = "tpu"', "recorder.device: must be one of auto, cpu, cuda"),
+        ("[recorder]\nworkers = 0", "recorder.workers: must be between 1 and 64"),
+        ('[recorder]\nlanguage = "English"', "recorder.language: 'English' is not a language"),
+        ('[recorder]\nmodel = "tiny.en"', "recorder.model: speech model 'tiny.en' is not a dir"),
+        ('[recorder]\nllm_base_url = "ftp://x"\nllm_model = "m"', "recorder.llm_base_url: must"),
+        ('[recorder]\nllm_base_url = "http://127.0.0.1:1/v1"', "recorder.llm_model: is required"),
+        ('[recorder]\nllm_model = "m"', "recorder.llm_base_url: is required"),
+        ("[recorder]\ndownload_link_ttl_s = 0", "recorder.download_link_ttl_s: must be between"),
+        ("[recorder]\nauto_transcribe = 1", "recorder.auto_transcribe: expected boolean"),
+        ("[recorder]\ntranscribe = true", "recorder.transcribe: unknown key"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text))
     assert str(caught.value).startswith(message)
+
+
+def test_a_recorder_section(tmp_path: Path) -> None:
+    key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        (model / name).write_text("{}")
+    path = write(
+        tmp_path,
+        f"""
+[recorder]
+storage_root = "/srv/recordings"
+encryption_key = "{key}"
+retention_days = 0
+retention_interval_s = 600
+format = "mkv"
+live_captions = true
+language = "en"
+model = "{model}"
+device = "cpu"
+workers = 2
+llm_base_url = "http://127.0.0.1:11434/v1"
+llm_model = "llama3.1"
+""",
+    )
+    recorder = load_config(path).recorder
+    assert recorder == dataclasses.replace(
+        RecorderSettings(),
+        storage_root=Path("/srv/recordings"),
+        encryption_key=key,
+        retention_days=0,
+        retention_interval_s=600.0,
+        format="mkv",
+        live_captions=True,
+        language="en",
+        model=str(model),
+        device="cpu",
+        workers=2,
+        llm_base_url="http://127.0.0.1:11434/v1",
+        llm_model="llama3.1",
+    )
+
+
+def test_recorder_secrets_come_from_the_environment() -> None:
+    key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    environ = {"TOWNHALL_RECORDING_KEY": key, "TOWNHALL_LLM_API_KEY": "sk-test"}
+    recorder = resolve_config(parse_args(["serve"]), environ).recorder
+    assert (recorder.encryption_key, recorder.llm_api_key) == (key, "sk-test")
 
 
 def test_not_toml(tmp_path: Path) -> None:
