@@ -8,6 +8,7 @@ real storage and reports them (``tests/control/recording_media.py``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,10 +16,13 @@ from typing import Any
 
 import pytest
 
-from tests.control.conftest import ADMIN
+from control.openapi import openapi_document
+from control.recording_options import RecordingRequest
+from tests.control.conftest import ADMIN, PUBLIC_URL
 from tests.control.recording_media import Studio, open_studio
 from townhall.contract import RecordingRefused
 
+SCHEMAS = openapi_document(PUBLIC_URL)["components"]["schemas"]
 SEGMENTS = [
     {"speaker": "Ada", "participant_id": "p-ada", "start": 0.5, "end": 2.0, "text": "Hello all."},
     {"speaker": "Bob", "participant_id": "p-bob", "start": 3.0, "end": 4.5, "text": "Hi Ada."},
@@ -33,6 +37,12 @@ async def studio(tmp_path: Path) -> AsyncIterator[Studio]:
 
 def api(meeting_id: str, suffix: str = "") -> str:
     return f"/api/v1/meetings/{meeting_id}{suffix}"
+
+
+def assert_matches_schema(body: dict[str, Any], name: str) -> None:
+    """The body has exactly the fields the OpenAPI schema lists (all required here)."""
+    schema = SCHEMAS[name]
+    assert set(body) == set(schema["properties"]) == set(schema["required"]), (name, set(body))
 
 
 async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -78,7 +88,11 @@ async def test_a_host_records_and_the_recording_is_listed_with_its_files(studio:
     assert [f["id"] for f in stopped["files"]] == ["01-ada-microphone.ogg", "02-bob-camera.webm"]
 
     listed = await studio.call("GET", api(meeting_id, "/recordings"), token=token)
+    assert_matches_schema(listed, "RecordingList")
     [recording] = listed["recordings"]
+    assert_matches_schema(recording, "Recording")
+    for entry in recording["files"]:
+        assert_matches_schema(entry, "RecordingFile")
     assert recording["id"] == recording_id
     assert recording["transcript_status"] == recording["summary_status"] == "pending"
     assert recording["retention_days"] == 7 and recording["expires_at"]
@@ -202,6 +216,9 @@ async def test_the_transcript_as_json_webvtt_and_srt(studio: Studio) -> None:
     await studio.results.transcript_ready(meeting_id, recording["id"], transcript)
     ada = await studio.join(meeting_id, "Ada")
     body = await studio.call("GET", api(meeting_id, "/transcript"), token=ada["control_token"])
+    assert_matches_schema(body, "Transcript")
+    for segment in body["segments"]:
+        assert_matches_schema(segment, "TranscriptSegment")
     assert body["status"] == "completed" and body["error"] is None
     assert body["segments"] == SEGMENTS and body["text"] == transcript["text"]
     assert (body["recording_id"], body["language"]) == (recording["id"], "en")
@@ -263,6 +280,7 @@ async def test_the_summary(studio: Studio) -> None:
     }
     await studio.results.summary_ready(meeting_id, recording["id"], summary)
     body = await studio.call("GET", api(meeting_id, f"/summary?recording_id={recording['id']}"))
+    assert_matches_schema(body, "Summary")
     assert body["status"] == "completed" and body["error"] is None
     assert body["summary"]["action_items"][0]["owner"] == "Bob"
     assert "status" not in body["summary"]
@@ -334,3 +352,8 @@ async def test_a_restart_fails_what_was_under_way(studio: Studio) -> None:
     assert "restarted" in by_id[running["id"]]["reason"]
     assert by_id[finished["id"]]["status"] == "completed"
     assert by_id[finished["id"]]["transcript_status"] == "failed"
+
+
+def test_the_documented_configuration_is_the_parsed_one() -> None:
+    documented = set(SCHEMAS["RecordingStart"]["properties"])
+    assert documented == {f.name for f in dataclasses.fields(RecordingRequest)}
