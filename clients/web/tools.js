@@ -11,8 +11,11 @@ import { KnockCard, PeopleView, SidePanel } from "./panel.js";
 import { RecordingControls } from "./recording.js";
 import * as ui from "./ui.js";
 
-// REST answers after which a recording request goes over signaling instead.
-const REST_FALLBACK_STATUSES = new Set([401, 403, 404, 405]);
+/** Whether a REST recording request failed because this server cannot take it that way (no route, token not accepted). */
+function noRecordingRoute(error) {
+  if (error?.status === 401 || error?.status === 405) return true;
+  return error?.status === 404 && (error.code === "not_found" || error.code === "http_404");
+}
 
 export class MeetingTools {
   /**
@@ -53,7 +56,9 @@ export class MeetingTools {
     this.chat.onUnread = (count) => ui.setBadge("chat-badge", count, "unread");
     this.rooms = new RoomsDialog({ api, roster, onChange: () => this.render(), toast: (text) => ui.toast(text) });
     this.banner = new RoomBanner();
-    this.recording = new RecordingControls({ request: (action) => this.requestRecording(action) });
+    this.recording = new RecordingControls({
+      request: (action, options) => this.requestRecording(action, options),
+    });
     this.captions = new CaptionsView({ hint: (text) => ui.toast(text) });
     document.getElementById("rooms-button").addEventListener("click", () => this.rooms.open());
     document.getElementById("end-button").addEventListener("click", () => this.host.endMeeting());
@@ -96,9 +101,8 @@ export class MeetingTools {
 
   /**
    * Ask the REST API, which takes the recording's options; where this server
-   * has no such route, or keeps it to hosts while the policy lets everyone
-   * record, ask over signaling (the server's defaults). Either way the answer
-   * everyone sees is a `recording` frame.
+   * has no such route, ask over signaling (the server's defaults). Either way
+   * the answer everyone sees is a `recording` frame.
    */
   async requestRecording(action, options = {}) {
     const api = this.api();
@@ -107,7 +111,7 @@ export class MeetingTools {
         await (action === "start" ? api.startRecording(options) : api.stopRecording());
         return;
       } catch (error) {
-        if (!REST_FALLBACK_STATUSES.has(error.status)) throw error;
+        if (!noRecordingRoute(error)) throw error;
       }
     }
     if (!this.session()?.requestRecording(action)) throw new Error("you are not connected to the meeting");

@@ -4,53 +4,26 @@ Run as root inside a network namespace that has only ``lo`` (see DESIGN.md,
 "Real components in tests"), so that every ICE candidate is on 127.0.0.1:
 
     unshare -n sh -c 'ip link set lo up && exec .venv/bin/python -m pytest tests/browser -v'
+
+A module that needs other Chromium flags (a speech file as the fake
+microphone) overrides ``chromium`` with ``pages.launch_chromium``.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from tests.browser.pages import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    UI_TIMEOUT_MS,
-    VIEWPORT,
-    Attendee,
-    only_loopback,
-)
-from tests.conftest import require_in_ci
+from tests.browser.pages import Attendee, launch_chromium
 
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """One headless Chromium with a fresh profile and fake camera/microphone."""
-    if not CHROMIUM.exists():
-        require_in_ci(f"no Chromium at {CHROMIUM}")
-    if not only_loopback():
-        require_in_ci(
-            "needs a network namespace with only 'lo': "
-            "unshare -n sh -c 'ip link set lo up && exec python -m pytest tests/browser'"
-        )
-    with tempfile.TemporaryDirectory(prefix="townhall-chromium-") as profile:
-        with sync_playwright() as playwright:
-            context = playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport=VIEWPORT,
-                timeout=30_000,
-            )
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            try:
-                yield context
-            finally:
-                context.close()
+    with launch_chromium() as context:
+        yield context
 
 
 @pytest.fixture

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from playwright.sync_api import ViewportSize
+from playwright.sync_api import ViewportSize, sync_playwright
+
+from tests.conftest import require_in_ci
 
 __all__ = [
     "ARTIFACTS",
@@ -25,6 +30,7 @@ __all__ = [
     "VIEWPORT",
     "assert_audio_flows",
     "assert_video_flows",
+    "launch_chromium",
     "only_loopback",
 ]
 
@@ -52,6 +58,33 @@ FLOW_WINDOW_MS = 2_000
 
 def only_loopback() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@contextmanager
+def launch_chromium(extra_args: Sequence[str] = ()) -> Iterator[Any]:
+    """A headless Chromium context with a fresh profile; skipped (failed in CI) where it cannot run."""
+    if not CHROMIUM.exists():
+        require_in_ci(f"no Chromium at {CHROMIUM}")
+    if not only_loopback():
+        require_in_ci(
+            "needs a network namespace with only 'lo': "
+            "unshare -n sh -c 'ip link set lo up && exec python -m pytest tests/browser'"
+        )
+    with tempfile.TemporaryDirectory(prefix="townhall-chromium-") as profile:
+        with sync_playwright() as playwright:
+            context = playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=[*CHROMIUM_ARGS, *extra_args],
+                viewport=VIEWPORT,
+                timeout=30_000,
+            )
+            context.set_default_timeout(UI_TIMEOUT_MS)
+            try:
+                yield context
+            finally:
+                context.close()
 
 
 class Attendee:

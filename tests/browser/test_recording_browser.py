@@ -77,6 +77,7 @@ def test_everyone_sees_the_recording_and_live_captions(
     # No live captions from the server here: the captions drawn below are ours alone
     # (test_captions_browser.py has real ones).
     dialog.get_by_label("Live captions for everyone").uncheck()
+    dialog.get_by_label("Transcript and summary afterwards").uncheck()
     dialog.get_by_role("button", name="Start recording", exact=True).click()
     dialog.wait_for(state="hidden")
 
@@ -92,11 +93,15 @@ def test_everyone_sees_the_recording_and_live_captions(
     assert recording_id
     assert hana.page.evaluate("window.townhall.recording.recording_id") == recording_id
     grace.screenshot("recording-guest-indicator.png")
-    # The server recorded what the dialog asked for.
+    # The server records what the dialog asked for (its defaults transcribe and summarize).
     (running,) = server.api("GET", f"/api/v1/meetings/{meeting_id}/recordings")["recordings"]
     assert running["id"] == recording_id and running["status"] == "recording"
-    assert running["options"]["live_captions"] is False
-    assert running["options"]["auto_transcribe"] is True
+    options = running["options"]
+    assert (options["live_captions"], options["auto_transcribe"], options["generate_summary"]) == (
+        False,
+        False,
+        False,
+    ), options
     hana.screenshot("recording-host-recording.png")
 
     # Someone joining while it runs sees it at once (from `joined`), with the toast.
