@@ -6,7 +6,9 @@ host's; someone joining while it runs sees the indicator at once. Live
 captions: the CC toggle shows caption frames over the stage ("Name: text",
 words in progress greyed, fading a few seconds later). The recording
 permission follows the policy live: a guest allowed to record gets the
-button; the host stops the recording and the indicator goes away everywhere.
+button; the host stops the recording and the indicator goes away everywhere;
+when nobody may record, the button goes, and a request already on its way is
+refused by the server and the page says why.
 
 The recording runs without the server's live captions (Chromium's fake
 microphone is a beep): the captions drawn here are frames handed to the page's
@@ -169,7 +171,19 @@ def test_everyone_sees_the_recording_and_live_captions(
     hana.page.get_by_role("button", name="Start recording").wait_for()
     grace.screenshot("recording-stopped.png")
 
-    # Nobody may record now: the button goes from every page.
+    # Nobody may record now: the button goes from every page. The guest had the
+    # dialog open; confirming it anyway is refused by the server, and the page says so.
+    grace.page.get_by_role("button", name="Start recording").click()
+    guest_dialog = grace.page.get_by_role("dialog", name="Start recording?")
+    guest_dialog.wait_for()
     server.api("PATCH", f"/api/v1/meetings/{meeting_id}/policy", {"recording_permissions": "none"})
     hana.page.locator("#record-button").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
     grace.page.locator("#record-button").wait_for(state="hidden", timeout=UI_TIMEOUT_MS)
+    guest_dialog.get_by_role("button", name="Start recording", exact=True).click()
+    refusal = _toast(grace, "Could not start recording: you may not record in this meeting")
+    refusal.wait_for()
+    grace.screenshot("recording-refused.png")
+    assert not _indicator(grace).is_visible() and not _indicator(hana).is_visible()
+    assert server.api("GET", f"/api/v1/meetings/{meeting_id}/recordings")["recordings"][0][
+        "status"
+    ] != "recording"
