@@ -5,6 +5,14 @@
 ``townhall serve``). The application carries the control plane's side of
 ``ControlEvents`` under :data:`CONTROL_EVENTS`, for the composition root to
 hand to the SFU; it may also add other routes (the SFU's signaling socket).
+
+Observability is wired here too: ``/metrics`` (:mod:`control.metrics`, whose
+middleware times every request), health and readiness
+(:mod:`control.health`), the alert rules (:mod:`control.alerts`, delivered by
+:mod:`control.notify`) and the meeting-event webhooks
+(:mod:`control.webhooks`), which every part of the control plane reaches
+through ``ControlContext.publish``. :data:`TELEMETRY` is where the
+composition root hands over the recorder's stats.
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ from aiohttp import web
 from townhall.contract import MediaPlane
 
 from .admission import Admission
+from .alerts import AlertMonitor
 from .api import MeetingsApi
 from .api_collaboration import CollaborationApi
 from .api_moderation import ModerationApi
 from .api_recordings import RecordingsApi
 from .archive import DetachedArchive, RecordingArchive
-from .auth import Guard
+from .auth import ApiKeyGuard, Guard
 from .breakout import Breakouts
 from .chat import Chat
 from .context import ControlContext, utc_now
@@ -38,10 +47,13 @@ from .errors import (
     http_error,
 )
 from .events import ControlPlaneEvents
+from .health import HealthApi
 from .lobby import Lobby
 from .media import DetachedMediaPlane
 from .meetings import Meetings
+from .metrics import Metrics
 from .moderation import Moderation
+from .notify import Notifier
 from .openapi import openapi_document
 from .recording_events import RecordingResults
 from .recording_store import RecordingRecords
@@ -49,10 +61,20 @@ from .recordings import Recordings
 from .settings import ControlConfig
 from .signed_links import LinkSigner
 from .store import SqliteStore
+from .telemetry import NodeTelemetry
 from .tokens import Issuer
+from .webhooks import WebhookDispatcher, WebhooksApi
 from .webpages import WebClient
 
-__all__ = ["CONTROL_EVENTS", "RECORDING_EVENTS", "RECORDINGS", "create_app"]
+__all__ = [
+    "ALERT_MONITOR",
+    "CONTROL_EVENTS",
+    "RECORDING_EVENTS",
+    "RECORDINGS",
+    "TELEMETRY",
+    "WEBHOOKS",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +83,11 @@ CONTROL_EVENTS = web.AppKey("control_events", ControlPlaneEvents)
 # to the recorder; and the recordings themselves (retention, for tests).
 RECORDING_EVENTS = web.AppKey("recording_events", RecordingResults)
 RECORDINGS = web.AppKey("recordings", Recordings)
+# What metrics, alerts and health read (the composition root sets its
+# recorder_stats); the alert rules' monitor and the webhook dispatcher (tests drain them).
+TELEMETRY = web.AppKey("telemetry", NodeTelemetry)
+ALERT_MONITOR = web.AppKey("alert_monitor", AlertMonitor)
+WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -108,6 +135,22 @@ def create_app(
     meetings.on_end.append(recordings.meeting_gone)
     results = RecordingResults(context, records, config.recording_retention_days)
     events = ControlPlaneEvents(context, lobby, breakouts, chat, recordings)
+    telemetry = NodeTelemetry(context.media, store)
+    webhooks = WebhookDispatcher(config.webhooks, store, clock=clock)
+    alerts = config.alerts
+    notifier = Notifier(
+        alerts.webhooks,
+        smtp=config.smtp,
+        email_to=alerts.email_to,
+        retry=alerts.retry,
+        timeout_s=alerts.timeout_s,
+    )
+    monitor = AlertMonitor(alerts, telemetry, notifier, node_name=config.public_url)
+    metrics = Metrics(telemetry, lambda: monitor.evaluator.alerts)
+    context.event_listeners += [webhooks.publish, metrics.meeting_event]
+    webhooks.outcomes.append(metrics.webhook_delivered)
+    notifier.outcomes.append(metrics.alert_notified)
+    monitor.listeners.append(metrics.alert_changed)
     limit = config.max_body_bytes
     routes = [
         *MeetingsApi(
@@ -123,14 +166,25 @@ def create_app(
             link_ttl_s=config.download_link_ttl_s,
             max_body_bytes=limit,
         ).routes(),
+        *HealthApi(
+            context,
+            telemetry,
+            guard,
+            rules=alerts.rules,
+            alerts=lambda: monitor.evaluator.alerts,
+        ).routes(),
+        *WebhooksApi(webhooks, guard).routes(),
     ]
     document = openapi_document(config.public_url)
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    metrics_guard = None if config.metrics_token is None else ApiKeyGuard(config.metrics_token)
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        if metrics_guard is not None:
+            metrics_guard.require(request)
+        return await metrics.handler(request)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -139,14 +193,21 @@ def create_app(
             # connected, whatever the store last heard, and nothing is recorded.
             await store.disconnect_everyone()
             await recordings.recover()
-        retention = None
+        await webhooks.recover()
+        background = []
         if config.retention_interval_s > 0:
-            retention = asyncio.create_task(recordings.run_retention(config.retention_interval_s))
+            background.append(
+                asyncio.create_task(recordings.run_retention(config.retention_interval_s))
+            )
+        if alerts.rules:
+            background.append(asyncio.create_task(monitor.run()))
         yield
-        if retention is not None:
-            retention.cancel()
+        for task in background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await retention
+                await task
+        await notifier.close()
+        await webhooks.close()
         await events.close()
         await results.close()
         await breakouts.shutdown()
@@ -157,13 +218,19 @@ def create_app(
         lobby.close()
 
     # client_max_size also bounds chunked bodies, which have no Content-Length.
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_bytes)
+    # The metrics middleware is outermost: it sees the status the error edge chose.
+    app = web.Application(
+        middlewares=[metrics.middleware, error_middleware], client_max_size=config.max_body_bytes
+    )
     app[CONTROL_EVENTS] = events
     app[RECORDING_EVENTS] = results
     app[RECORDINGS] = recordings
+    app[TELEMETRY] = telemetry
+    app[ALERT_MONITOR] = monitor
+    app[WEBHOOKS] = webhooks
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(stop_polls)
-    app.add_routes([web.get("/healthz", healthz), web.get("/api/v1/openapi.json", openapi)])
+    app.add_routes([web.get("/metrics", prometheus), web.get("/api/v1/openapi.json", openapi)])
     app.add_routes(routes)
     app.add_routes(WebClient(meetings, config.web_root).routes())
     return app

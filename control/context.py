@@ -1,9 +1,10 @@
 """What every part of the control plane shares: the store, the media plane, the token issuer,
-the server-wide policy defaults, where clients connect, and the clock."""
+the server-wide policy defaults, where clients connect, the clock, and where meeting events go."""
 
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,12 @@ from .policy import Policy, policy_from_stored
 from .store import Meeting, SqliteStore
 from .tokens import Issuer
 
-__all__ = ["ControlContext", "not_found", "rfc3339", "utc_now"]
+__all__ = ["ControlContext", "EventListener", "not_found", "rfc3339", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+# Told about each meeting event (control.webhooks.EVENT_TYPES): (event, meeting id, data).
+EventListener = Callable[[str, str | None, dict[str, Any]], None]
 
 
 def utc_now() -> datetime.datetime:
@@ -39,6 +45,16 @@ class ControlContext:
     signaling_url: str
     ice_servers: tuple[dict[str, Any], ...] = ()
     clock: Callable[[], datetime.datetime] = field(default=utc_now)
+    # Webhooks and metrics (control.webhooks, control.metrics), added by create_app.
+    event_listeners: list[EventListener] = field(default_factory=list)
+
+    def publish(self, event: str, meeting_id: str | None, data: dict[str, Any]) -> None:
+        """Tell integrators that something happened; never waits, never raises."""
+        for listener in self.event_listeners:
+            try:
+                listener(event, meeting_id, data)
+            except Exception:
+                log.exception("a listener of %s failed", event)
 
     async def meeting(self, meeting_id: str) -> Meeting:
         """The meeting, or MeetingNotFound."""

@@ -74,8 +74,11 @@ class ControlPlaneEvents:
     async def participant_connected(self, meeting_id: str, participant_id: str) -> None:
         context = self._context
         refusal: list[str] = []
+        # Whether this is a first connection, not a reconnection replacing one.
+        arrived: list[bool] = []
 
         def change(participant: Participant, snapshot: AdmissionSnapshot) -> Settlement:
+            arrived[:] = [not participant.connected]
             policy = policy_from_stored(snapshot.policy, context.defaults)
             if snapshot.meeting.status == "ended":
                 refusal.append("meeting ended")
@@ -107,6 +110,10 @@ class ControlPlaneEvents:
             # The SFU closes the socket before anyone sees this participant join.
             raise JoinRefused(refusal[0])
         assert settlement is not None and settlement.participant is not None
+        if arrived and arrived[0]:
+            context.publish(
+                "participant.joined", meeting_id, _participant_data(settlement.participant)
+            )
         self._later(self._welcome(settlement.participant))
 
     async def participant_disconnected(
@@ -116,7 +123,11 @@ class ControlPlaneEvents:
         if any(entry.get("participant_id") == participant_id for entry in roster):
             return
 
+        left: list[Participant] = []
+
         def change(participant: Participant, snapshot: AdmissionSnapshot) -> Settlement:
+            if participant.connected:
+                left[:] = [participant]
             if participant.status == "joined":
                 return Settlement(
                     dataclasses.replace(
@@ -131,6 +142,10 @@ class ControlPlaneEvents:
             )
         except Exception:
             log.exception("participant_disconnected(%s, %s) failed", meeting_id, participant_id)
+            return
+        if left:
+            data = {**_participant_data(left[0]), "reason": reason}
+            self._context.publish("participant.left", meeting_id, data)
 
     async def chat_posted(
         self, meeting_id: str, sender_id: str, text: str, to: str | None
@@ -197,3 +212,13 @@ class ControlPlaneEvents:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _participant_data(participant: Participant) -> dict[str, Any]:
+    """Who joined or left, for webhooks (no e-mail address: receivers may log payloads)."""
+    return {
+        "participant_id": participant.id,
+        "name": participant.name,
+        "identity": participant.identity,
+        "role": participant.role,
+    }

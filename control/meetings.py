@@ -110,12 +110,17 @@ class Meetings:
                 updated_at=self._clock(),
             )
 
+        previous: list[MeetingStatus] = []
+
         def audit(before: Meeting, after: Meeting) -> Sequence[AuditEntry]:
+            previous.append(before.status)
             return _lifecycle_entries(before, after, caller, self._clock())
 
         meeting = await self._store.update_meeting(meeting_id, change, audit)
         if meeting is None:
             raise not_found(meeting_id)
+        if previous and previous[0] != meeting.status:
+            self._announce(meeting, caller, "meeting ended")
         if meeting.status == "ended" and changes.status == "ended":
             for participant in waiting:
                 self._lobby.decided(participant.id)
@@ -126,11 +131,22 @@ class Meetings:
         """Delete the meeting and everything about it but its audit log, or MeetingNotFound."""
         entry = AuditEntry(meeting_id, caller.actor, "meeting.delete", self._clock(), meeting_id)
         waiting = await self._store.list_participants(meeting_id, ("waiting",))
-        if not await self._store.delete_meeting(meeting_id, [entry]):
+        meeting = await self._store.get_meeting(meeting_id)
+        if meeting is None or not await self._store.delete_meeting(meeting_id, [entry]):
             raise not_found(meeting_id)
+        if meeting.status != "ended":
+            self._announce(dataclasses.replace(meeting, status="ended"), caller, "meeting deleted")
         for participant in waiting:
             self._lobby.decided(participant.id)
         await self._ended(meeting_id, "meeting deleted")
+
+    def _announce(self, meeting: Meeting, caller: Caller, reason: str) -> None:
+        """``meeting.started`` / ``meeting.ended`` for integrators (control.webhooks)."""
+        data = {"title": meeting.title, "status": meeting.status, "by": caller.actor}
+        if meeting.status == "live":
+            self._context.publish("meeting.started", meeting.id, data)
+        elif meeting.status == "ended":
+            self._context.publish("meeting.ended", meeting.id, {**data, "reason": reason})
 
     async def _ended(self, meeting_id: str, reason: str) -> None:
         await self._context.media.end_meeting(meeting_id, reason)

@@ -478,6 +478,11 @@ _PATHS: dict[str, Any] = {
 def openapi_document(public_url: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document, with this server's public URL."""
     # Imported here: that module builds its paths with this one's helpers.
+    from .openapi_observability import (
+        OBSERVABILITY_PATHS,
+        OBSERVABILITY_SCHEMAS,
+        OBSERVABILITY_WEBHOOKS,
+    )
     from .openapi_recordings import RECORDING_PATHS, RECORDING_SCHEMAS
 
     return {
@@ -486,7 +491,8 @@ def openapi_document(public_url: str) -> dict[str, Any]:
             "title": "Townhall",
             "version": "1",
             "description": "Meetings, admission by policy, lobby, moderation, chat, breakout "
-            "rooms, recordings with transcripts and summaries, and audit. Errors have the "
+            "rooms, recordings with transcripts and summaries, audit, metrics, health, alerts "
+            "and signed webhooks. Errors have the "
             'shape `{"error": {"code", "message", '
             '"details"}}`. A join returns a join token for the SFU, the signaling WebSocket '
             "URL, and a control token for the participant's own REST calls. Each operation "
@@ -509,7 +515,9 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "acts for that participant on that meeting only, with their current role.",
                 },
             },
-            "schemas": {**SCHEMAS, **RECORDING_SCHEMAS},
+            "schemas": {**SCHEMAS, **RECORDING_SCHEMAS, **OBSERVABILITY_SCHEMAS},
         },
-        "paths": {**_PATHS, **RECORDING_PATHS},
+        "paths": {**_PATHS, **RECORDING_PATHS, **OBSERVABILITY_PATHS},
+        # What Townhall sends: meeting-event webhooks and alert notifications.
+        "webhooks": OBSERVABILITY_WEBHOOKS,
     }

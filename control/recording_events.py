@@ -113,6 +113,20 @@ class RecordingResults:
             summary=bool(options.get("generate_summary")),
             audit=[entry],
         )
+        self._context.publish(
+            "recording.finished",
+            meeting_id,
+            {
+                "recording_id": recording_id,
+                "status": finished.status,
+                "reason": reason,
+                "duration_s": finished.duration_s,
+                "files": len(files),
+                "bytes": sum(
+                    entry["bytes"] for entry in files if isinstance(entry.get("bytes"), int)
+                ),
+            },
+        )
         if failed:
             # Later, not now: the media plane may be the one calling, mid-stop.
             self._later(self._announce_failure(meeting_id, recording_id, reason or ""))
@@ -125,6 +139,10 @@ class RecordingResults:
         )
         if not saved:
             log.info("transcript of erased recording %s dropped", recording_id)
+            return
+        self._context.publish(
+            "transcript.ready", meeting_id, _result_data(recording_id, transcript)
+        )
 
     async def summary_ready(
         self, meeting_id: str, recording_id: str, summary: dict[str, Any]
@@ -134,6 +152,8 @@ class RecordingResults:
         )
         if not saved:
             log.info("summary of erased recording %s dropped", recording_id)
+            return
+        self._context.publish("summary.ready", meeting_id, _result_data(recording_id, summary))
 
     async def close(self) -> None:
         """Cancel what is still pending (at shutdown)."""
@@ -175,3 +195,13 @@ def _moment(value: object) -> datetime.datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def _result_data(recording_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A transcript's or summary's webhook data: which recording, completed or failed."""
+    failed = result.get("status") == "failed"
+    return {
+        "recording_id": recording_id,
+        "status": "failed" if failed else "completed",
+        "error": result.get("error") if failed else None,
+    }

@@ -130,6 +130,11 @@ class Recordings:
                 details={"options": options},
             )
         )
+        context.publish(
+            "recording.started",
+            meeting_id,
+            {"recording_id": record.id, "started_by": caller.actor, "options": options},
+        )
         return record
 
     async def stop(self, meeting_id: str, caller: Caller) -> RecordingRecord:

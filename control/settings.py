@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .alerts import AlertsConfig
+from .notify import SmtpConfig
 from .policy import Policy
 from .recording_options import RecordingRequest
+from .webhooks import WebhooksConfig
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,13 @@ class ControlConfig:
     retention_interval_s: float = 3600.0
     # How long a signed download link stays valid.
     download_link_ttl_s: int = 3600
+    # /metrics: None serves it to anyone; a token requires "Authorization: Bearer <token>".
+    metrics_token: str | None = None
+    # Alert rules and where alerts go (config ``[alerts]``, ``[smtp]``).
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    smtp: SmtpConfig | None = None
+    # Meeting-event webhooks (config ``[webhooks]``).
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     @property
     def database_path(self) -> Path:
