@@ -11,6 +11,10 @@ plane's ``RecordingEvents`` (``app[RECORDING_EVENTS]``) and sends live
 captions to the meeting through the node; the control plane reaches the
 recorder's files through a :class:`recorder.archive.StorageArchive` over the
 same storage.
+
+Observability: the control plane gets its ``[metrics]``, ``[smtp]``,
+``[alerts]`` and ``[webhooks]`` slices as its own types, and reads the
+recorder's queue and lag through ``app[TELEMETRY].recorder_stats``.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ from aiohttp import web
 
 import clients
 from control import CONTROL_EVENTS, ControlConfig, Policy, create_app
-from control.app import RECORDING_EVENTS
+from control.alerts import AlertRule, AlertsConfig
+from control.app import RECORDING_EVENTS, TELEMETRY
+from control.notify import RetryPolicy, SmtpConfig, WebhookTarget
 from control.recording_options import RecordingRequest
+from control.webhooks import WebhookEndpoint, WebhooksConfig
 from recorder.archive import StorageArchive
 from recorder.captions import CaptionConfig
 from recorder.config import RecorderConfig
@@ -46,11 +53,14 @@ from sfu.node import SfuNode
 from townhall.contract import SIGNALING_PATH
 
 from .config import (
+    AlertSettings,
     Config,
     ConfigError,
     PolicyConfig,
     RecorderSettings,
     Secrets,
+    SmtpSettings,
+    WebhookSettings,
     load_config,
     load_or_create_secrets,
 )
@@ -73,6 +83,9 @@ ENVIRONMENT: dict[str, str] = {
     # Secrets kept out of config files.
     "TOWNHALL_RECORDING_KEY": "recorder.encryption_key",
     "TOWNHALL_LLM_API_KEY": "recorder.llm_api_key",
+    "TOWNHALL_SMTP_PASSWORD": "smtp.password",
+    "TOWNHALL_WEBHOOK_SECRET": "webhooks.secret",
+    "TOWNHALL_METRICS_TOKEN": "metrics.bearer_token",
 }
 _INTEGER_KEYS = {"server.port"}
 
@@ -166,6 +179,10 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
         recording_retention_days=settings.retention_days,
         retention_interval_s=settings.retention_interval_s,
         download_link_ttl_s=settings.download_link_ttl_s,
+        metrics_token=config.metrics.bearer_token,
+        alerts=_alerts(config.alerts),
+        smtp=_smtp(config.smtp),
+        webhooks=_webhooks(config.webhooks),
     )
     recorder_config = _recorder_config(settings, config.server.data_dir)
     storage = LocalStorage(recorder_config.storage_root, recorder_config.key)
@@ -190,6 +207,7 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
         on_caption=caption,
     )
     node.recorder = pipeline
+    app[TELEMETRY].recorder_stats = pipeline.stats
     app.add_routes(node.routes())
 
     async def close_node(app: web.Application) -> None:
@@ -261,6 +279,63 @@ def _policy(config: PolicyConfig) -> Policy:
         screen_share_permissions=cast(Level, config.screen_share_permissions),
         chat_permissions=cast(Level, config.chat_permissions),
         require_e2ee=config.require_e2ee,
+    )
+
+
+def _alerts(settings: AlertSettings) -> AlertsConfig:
+    return AlertsConfig(
+        rules=tuple(
+            AlertRule(
+                name=rule.name,
+                metric=rule.metric,
+                comparison=rule.comparison,
+                threshold=rule.threshold,
+                for_s=rule.for_s,
+                scope=cast(Literal["node", "participant"], rule.scope),
+                severity=rule.severity,
+            )
+            for rule in settings.rules
+        ),
+        interval_s=settings.interval_s,
+        webhooks=tuple(
+            WebhookTarget(
+                url=target.url,
+                format=cast(Literal["json", "slack"], target.format),
+                secret=target.secret,
+            )
+            for target in settings.webhooks
+        ),
+        email_to=settings.email_to,
+        retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
+        timeout_s=settings.timeout_s,
+    )
+
+
+def _smtp(settings: SmtpSettings) -> SmtpConfig | None:
+    if settings.host is None:
+        return None
+    return SmtpConfig(
+        host=settings.host,
+        port=settings.port,
+        security=cast(Literal["none", "starttls", "tls"], settings.security),
+        username=settings.username,
+        password=settings.password,
+        sender=settings.sender,
+        timeout_s=settings.timeout_s,
+    )
+
+
+def _webhooks(settings: WebhookSettings) -> WebhooksConfig:
+    endpoints = []
+    for endpoint in settings.endpoints:
+        secret = endpoint.secret or settings.secret
+        assert secret is not None  # townhall.config requires one
+        endpoints.append(WebhookEndpoint(url=endpoint.url, secret=secret, events=endpoint.events))
+    return WebhooksConfig(
+        endpoints=tuple(endpoints),
+        retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
+        timeout_s=settings.timeout_s,
+        keep_days=settings.keep_days,
     )
 
 
