@@ -62,7 +62,7 @@ def only_loopback() -> bool:
 
 @contextmanager
 def launch_chromium(extra_args: Sequence[str] = ()) -> Iterator[Any]:
-    """A headless Chromium context with a fresh profile; skipped (failed in CI) where it cannot run."""
+    """A headless Chromium context, fresh profile; skipped (failed in CI) where it cannot run."""
     if not CHROMIUM.exists():
         require_in_ci(f"no Chromium at {CHROMIUM}")
     if not only_loopback():

@@ -134,11 +134,15 @@ def test_everyone_sees_the_recording_and_live_captions(
     grey = line.locator(".caption-text").evaluate("(el) => getComputedStyle(el).color")
     assert grey != "rgb(255, 255, 255)", "words in progress are not greyed"
     grace.screenshot("recording-captions-partial.png")
-    _caption(grace, {**frame, "end": 15.0, "text": "Let us look at the numbers for March", "final": True})
+    _caption(
+        grace, {**frame, "end": 15.0, "text": "Let us look at the numbers for March", "final": True}
+    )
     line.filter(has_text="Hana: Let us look at the numbers for March").wait_for()
     assert line.count() == 1 and line.get_attribute("data-final") == "true"
     ivan_id = ivan.page.evaluate("window.townhall.participantId")
-    _caption(grace, {"participant_id": ivan_id, "name": "Ivan", "text": "Revenue is up.", "final": True})
+    _caption(
+        grace, {"participant_id": ivan_id, "name": "Ivan", "text": "Revenue is up.", "final": True}
+    )
     line.filter(has_text="Ivan: Revenue is up.").wait_for()
     assert [c["text"] for c in grace.page.evaluate("window.townhall.captions.lines")] == [
         "Hana: Let us look at the numbers for March",
@@ -184,6 +188,7 @@ def test_everyone_sees_the_recording_and_live_captions(
     refusal.wait_for()
     grace.screenshot("recording-refused.png")
     assert not _indicator(grace).is_visible() and not _indicator(hana).is_visible()
-    assert server.api("GET", f"/api/v1/meetings/{meeting_id}/recordings")["recordings"][0][
-        "status"
-    ] != "recording"
+    assert (
+        server.api("GET", f"/api/v1/meetings/{meeting_id}/recordings")["recordings"][0]["status"]
+        != "recording"
+    )
