@@ -459,6 +459,15 @@ _PATHS: dict[str, Any] = {
             body="GuestJoinRequest",
         )
     ),
+    "/admin": {
+        "get": {
+            "operationId": "adminPage",
+            "summary": "The operators' dashboard (HTML); it reads the API with the key typed in.",
+            "x-townhall-scope": "public",
+            "security": [],
+            "responses": {"200": {"description": "HTML page.", "content": {"text/html": {}}}},
+        },
+    },
     "/static/{path}": {
         "get": {
             "operationId": "staticFile",

@@ -2,6 +2,8 @@
 
 The client is static files (no build step) in a folder the CLI passes in; the
 page finds the meeting id in its own URL and joins via ``POST /m/{id}/join``.
+``/admin`` serves the operators' dashboard from the same folder: the page is
+public, everything it shows is read with the API key the operator types in.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ __all__ = ["WebClient"]
 # revalidate so that an upgrade is never half old, half new.
 _REVALIDATE = {"Cache-Control": "no-cache"}
 
+# The dashboard holds the API key (in the tab's sessionStorage): it runs only
+# its own scripts, talks only to this origin, and is never framed.
+_ADMIN_HEADERS = {
+    **_REVALIDATE,
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
 
 class WebClient:
     """Serves the browser client's files from ``web_root``."""
@@ -32,6 +47,7 @@ class WebClient:
         """The routes of the join page and its assets."""
         return [
             web.get("/m/{meeting_id}", self.meeting_page),
+            web.get("/admin", self.admin_page),
             web.get("/static/{path:.+}", self.static_file),
         ]
 
@@ -59,6 +75,13 @@ class WebClient:
             1,
         )
         return web.Response(text=page, content_type="text/html", headers=_REVALIDATE)
+
+    async def admin_page(self, request: web.Request) -> web.StreamResponse:
+        """The operators' dashboard (it asks for the API key itself)."""
+        page = self._root / "admin.html"
+        if not page.is_file():
+            raise RuntimeError(f"the admin dashboard is missing: {page} does not exist")
+        return web.FileResponse(page, headers=_ADMIN_HEADERS)
 
     async def static_file(self, request: web.Request) -> web.StreamResponse:
         relative = request.match_info["path"]

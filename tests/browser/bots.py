@@ -44,8 +44,12 @@ class BotLoop:
         name: str,
         audio: MediaStreamTrack | None = None,
         video: MediaStreamTrack | None = None,
+        options: ClientOptions | None = None,
     ) -> Participant:
-        """Join as ``name`` with the API key, publish what is given, return the participant."""
+        """Join as ``name`` with the API key, publish what is given, return the participant.
+
+        Bots do not decode what they receive unless ``options`` say so (spares the CPU).
+        """
 
         async def join() -> Participant:
             bot = await Participant.join(
@@ -53,8 +57,7 @@ class BotLoop:
                 meeting_id,
                 name,
                 api_key=self.api_key,
-                # Bots only forward what they hear to nowhere: no decoding, spare the CPU.
-                options=ClientOptions(decode=False),
+                options=options or ClientOptions(decode=False),
             )
             self.bots.append(bot)
             if audio is not None or video is not None:
