@@ -173,3 +173,37 @@ def test_dashboard_shows_the_meeting_its_people_and_the_chart(server: Any, admin
             arg=meeting["id"],
             timeout=MEDIA_TIMEOUT_MS,
         )
+
+
+def test_node_figures_read_from_prometheus_text_where_no_nodes_route(
+    server: Any, admin_page: Any
+) -> None:
+    """An older server without ``/api/v1/nodes``: the page parses ``/metrics`` itself."""
+    page = admin_page
+    status, text = server.request("GET", "/metrics")
+    assert status == 200 and isinstance(text, str)
+    page.goto(f"{server.base_url}/admin")
+    figures = page.evaluate(
+        """async (text) => {
+            const data = await import("/static/admin-data.js");
+            const memory = {};
+            const first = data.fromMetrics(data.parsePrometheus(text), memory);
+            // Without the rate gauge, the rate comes from the counter between two reads.
+            const counterOnly = text.replace(/^townhall_forwarded_packets_per_second.*$/gm, "");
+            data.fromMetrics(data.parsePrometheus(counterOnly), memory);
+            await new Promise((resolve) => setTimeout(resolve, 200));
+            const later = counterOnly.replace(
+                /^(townhall_rtp_packets_forwarded_total) (\\S+)$/m,
+                (_, name, value) => `${name} ${Number(value) + 1000}`);
+            const second = data.fromMetrics(data.parsePrometheus(later), memory);
+            return {first, second};
+        }""",
+        text,
+    )
+    node = figures["first"]["list"][0]
+    assert node["up"] is True
+    for key in ("meetings", "participants", "tracks", "forwarded_packets_per_s", "loop_lag_ms"):
+        assert isinstance(node[key], int | float), (key, node)
+    assert figures["first"]["loss"] is not None
+    # 1000 packets in about 0.2 s.
+    assert 1000 < figures["second"]["list"][0]["forwarded_packets_per_s"] < 6000
