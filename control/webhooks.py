@@ -146,7 +146,8 @@ class DeliveryLog:
         async with self._store.transaction() as db:
             await db.executemany(
                 "INSERT INTO webhook_deliveries (id, event_id, event, meeting_id, url, payload,"
-                " status, attempts, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                " status, attempts, response_status, error, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         d.id,
@@ -156,6 +157,9 @@ class DeliveryLog:
                         d.url,
                         d.payload,
                         d.status,
+                        d.attempts,
+                        d.response_status,
+                        d.error,
                         timestamp(d.created_at),
                         timestamp(d.updated_at),
                     )
