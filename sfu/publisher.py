@@ -136,8 +136,10 @@ class Publisher:
         self._negotiated[neg.mid] = neg
         self._receivers[neg.mid] = transceiver.receiver
         self.tracks[neg.mid] = track
-        self._mid_id = neg.mid_id
-        self._audio_level_id = neg.audio_level_id
+        # One bundled transport: an id negotiated on one m-section means the same
+        # extension on all of them, and a video m-section has no audio-level id.
+        self._mid_id = neg.mid_id or self._mid_id
+        self._audio_level_id = neg.audio_level_id or self._audio_level_id
         if neg.ssrc is not None:
             self._routes[neg.ssrc] = (track, neg, False)
         if neg.rtx_ssrc is not None:

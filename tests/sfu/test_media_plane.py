@@ -309,7 +309,9 @@ async def test_who_speaks_comes_from_audio_levels(
     async with aiohttp.ClientSession() as http:
         listener = await connect(http, url, token("lou"))
         try:
-            await speaker.publish(audio=SyntheticAudioTrack())
+            # With video too: the video m-section negotiates no audio-level id, and
+            # must not make the SFU forget the audio one.
+            await speaker.publish(audio=SyntheticAudioTrack(), video=VideoStreamTrack())
             await silent.publish(audio=AudioStreamTrack())  # aiortc's silence
             started = await listener.next("speaking", timeout=10)
             assert started == {"type": "speaking", "participant_id": "sam", "speaking": True}
