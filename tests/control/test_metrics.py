@@ -224,3 +224,35 @@ async def test_a_metrics_token_is_required_when_configured(tmp_path: Path) -> No
         assert status == 401
         samples = await scrape(hall, token)
         assert value(samples, "townhall_media_up") == 1
+
+
+def test_host_load_from_proc(tmp_path: Path) -> None:
+    from control.telemetry import HostLoad
+
+    now = [0.0]
+    host = HostLoad(tmp_path, min_interval_s=1.0, clock=lambda: now[0])
+    assert host.cpu_percent() is None and host.memory_percent() is None  # unreadable
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal
+    stat.write_text("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    (tmp_path / "meminfo").write_text(
+        "MemTotal:       1000000 kB\nMemFree:         100000 kB\nMemAvailable:    250000 kB\n"
+    )
+    assert host.cpu_percent() is None  # nothing to compare with yet
+    assert host.memory_percent() == 75.0
+    stat.write_text("cpu  250 0 150 750 150 0 0 0 0 0\n")  # 200 busy, 100 idle ticks
+    now[0] = 0.5
+    assert host.cpu_percent() is None  # too soon: the window stays at least 1 s
+    now[0] = 1.0
+    assert host.cpu_percent() == pytest.approx(66.7)
+    now[0] = 1.2
+    stat.write_text("cpu  250 0 150 1750 150 0 0 0 0 0\n")
+    assert host.cpu_percent() == pytest.approx(66.7)  # repeated within the window
+
+
+async def test_openmetrics_when_the_scraper_asks_for_it(node: Hall) -> None:
+    response = await node.client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert (await response.text()).endswith("# EOF\n")
