@@ -30,8 +30,8 @@ import asyncio
 import datetime
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
@@ -241,29 +241,41 @@ def _delivery(row: Any) -> Delivery:
     )
 
 
-@dataclass
 class WebhookDispatcher:
-    """Turns published events into signed, retried, logged deliveries."""
+    """Turns published events into signed, retried, logged deliveries.
 
-    config: WebhooksConfig
-    store: SqliteStore
-    clock: Callable[[], datetime.datetime] = utc_now
-    sleep: Callable[[float], Any] = asyncio.sleep
-    # Told about every finished delivery (for /metrics): the outcome.
-    outcomes: list[Callable[[DeliveryOutcome], None]] = field(default_factory=list)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _session: aiohttp.ClientSession | None = None
-    _pruned_at: datetime.datetime | None = None
+    An event is written to the log first, then sent; at shutdown, writes
+    under way are waited for (at most ``CLOSE_GRACE_S``) and sending stops:
+    what was not delivered stays pending and is sent at the next start.
+    """
 
-    def __post_init__(self) -> None:
-        self.log = DeliveryLog(self.store)
+    CLOSE_GRACE_S = 2.0
+
+    def __init__(
+        self,
+        config: WebhooksConfig,
+        store: SqliteStore,
+        *,
+        clock: Callable[[], datetime.datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.deliveries = DeliveryLog(store)
+        self._clock = clock
+        self._sleep = sleep
+        # Told about every delivery that ended (for /metrics): the outcome.
+        self.outcomes: list[Callable[[DeliveryOutcome], None]] = []
+        self._recording: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._pruned_at: datetime.datetime | None = None
 
     def publish(self, event: str, meeting_id: str | None, data: dict[str, Any]) -> None:
         """Send ``event`` to every endpoint that wants it; returns at once, never raises."""
         endpoints = [e for e in self.config.endpoints if event in e.events]
         if not endpoints:
             return
-        now = self.clock()
+        now = self._clock()
         envelope = {
             "id": new_id(16),
             "type": event,
@@ -289,21 +301,23 @@ class WebhookDispatcher:
             )
             for endpoint in endpoints
         ]
-        self._spawn(self._record_and_send(deliveries))
+        self._spawn(self._record(deliveries), self._recording)
 
     async def recover(self) -> None:
         """Send again what was still pending when the server last stopped."""
-        for delivery in await self.log.pending():
-            self._spawn(self._send(delivery))
+        for delivery in await self.deliveries.pending():
+            self._spawn(self._send(delivery), self._sending)
 
     async def drain(self) -> None:
         """Wait until every delivery started so far is done (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._recording or self._sending:
+            await asyncio.gather(*self._recording, *self._sending, return_exceptions=True)
 
     async def close(self) -> None:
-        """Stop (pending deliveries stay pending, for the next start) and close the session."""
-        tasks = list(self._tasks)
+        """Finish writing what was published, stop sending, close the HTTP session."""
+        if self._recording:
+            await asyncio.wait(list(self._recording), timeout=self.CLOSE_GRACE_S)
+        tasks = [*self._recording, *self._sending]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -311,21 +325,22 @@ class WebhookDispatcher:
             await self._session.close()
             self._session = None
 
-    async def _record_and_send(self, deliveries: list[Delivery]) -> None:
-        await self.log.add(deliveries)
-        await asyncio.gather(*(self._send(d) for d in deliveries))
+    async def _record(self, deliveries: list[Delivery]) -> None:
+        await self.deliveries.add(deliveries)
+        for delivery in deliveries:
+            self._spawn(self._send(delivery), self._sending)
         await self._prune()
 
     async def _send(self, delivery: Delivery) -> None:
         endpoint = next((e for e in self.config.endpoints if e.url == delivery.url), None)
         if endpoint is None:
-            await self.log.attempted(
+            await self.deliveries.attempted(
                 delivery.id,
                 status="failed",
                 attempts=delivery.attempts,
                 response_status=None,
                 error="the endpoint is no longer configured",
-                at=self.clock(),
+                at=self._clock(),
             )
             return
         body = delivery.payload.encode()
@@ -343,8 +358,8 @@ class WebhookDispatcher:
             )
 
         async def failed(number: int, error: DeliveryError, delay: float | None) -> None:
-            now = self.clock()
-            await self.log.attempted(
+            now = self._clock()
+            await self.deliveries.attempted(
                 delivery.id,
                 status="pending" if delay is not None else "failed",
                 attempts=done + number,
@@ -356,29 +371,29 @@ class WebhookDispatcher:
 
         what = f"webhook {delivery.event} {delivery.id} to {endpoint.url}"
         outcome = await retrying(
-            attempt, self.config.retry, what, sleep=self.sleep, on_failure=failed
+            attempt, self.config.retry, what, sleep=self._sleep, on_failure=failed
         )
         if outcome.delivered:
-            await self.log.attempted(
+            await self.deliveries.attempted(
                 delivery.id,
                 status="delivered",
                 attempts=done + outcome.attempts,
                 response_status=outcome.status,
                 error=None,
-                at=self.clock(),
+                at=self._clock(),
             )
         for listener in self.outcomes:
             listener(outcome)
 
     async def _prune(self) -> None:
-        now = self.clock()
+        now = self._clock()
         keep = self.config.keep_days
         if keep <= 0:
             return
         if self._pruned_at is not None and (now - self._pruned_at).total_seconds() < _PRUNE_EVERY_S:
             return
         self._pruned_at = now
-        removed = await self.log.prune(now - datetime.timedelta(days=keep))
+        removed = await self.deliveries.prune(now - datetime.timedelta(days=keep))
         if removed:
             log.info("pruned %d webhook deliveries older than %d days", removed, keep)
 
@@ -387,22 +402,23 @@ class WebhookDispatcher:
             self._session = aiohttp.ClientSession()
         return self._session
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]]) -> None:
         task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        tasks.add(task)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a webhook delivery failed unexpectedly", exc_info=task.exception())
+        def done(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("a webhook delivery failed unexpectedly", exc_info=task.exception())
+
+        task.add_done_callback(done)
 
 
 class WebhooksApi:
     """``GET /api/v1/webhooks/deliveries`` (admin): the delivery log, newest first."""
 
     def __init__(self, dispatcher: WebhookDispatcher, guard: Guard) -> None:
-        self._log = dispatcher.log
+        self._log = dispatcher.deliveries
         self._guard = guard
 
     def routes(self) -> list[web.RouteDef]:

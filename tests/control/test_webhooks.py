@@ -296,7 +296,7 @@ async def test_a_delivery_pending_at_shutdown_is_sent_at_the_next_start(
     now = datetime.datetime.now(datetime.UTC)
     async for hall in start_hall(tmp_path, receiver):
         # As if the server had stopped in the middle of its retries.
-        await hall.client.app[WEBHOOKS].log.add(
+        await hall.client.app[WEBHOOKS].deliveries.add(
             [
                 Delivery(
                     id="dlv1",
@@ -327,7 +327,7 @@ async def test_a_delivery_pending_at_shutdown_is_sent_at_the_next_start(
 async def test_old_deliveries_are_pruned(tmp_path: Path, receiver: WebhookReceiver) -> None:
     long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=40)
     async for hall in start_hall(tmp_path, receiver, keep_days=30):
-        log = hall.client.app[WEBHOOKS].log
+        log = hall.client.app[WEBHOOKS].deliveries
         old = Delivery(
             "old1",
             "e",
@@ -359,3 +359,24 @@ async def test_no_endpoints_no_deliveries(tmp_path: Path) -> None:
         await client.app[WEBHOOKS].drain()
         page = await hall.call("GET", "/api/v1/webhooks/deliveries")
     assert page == {"deliveries": [], "next_cursor": None}
+
+
+async def test_an_event_published_as_the_server_stops_is_kept_and_sent_after_restart(
+    tmp_path: Path,
+) -> None:
+    receiver = WebhookReceiver()  # down while the first server runs
+    async for hall in start_hall(tmp_path, receiver):
+        meeting_id = await hall.meeting()
+        await hall.call("POST", f"/api/v1/meetings/{meeting_id}/start")
+        # The server stops at once, in the middle of the first attempts.
+    await receiver.start()
+    try:
+        async for hall in start_hall(tmp_path, receiver):
+            [received] = await receiver.wait_for(of("meeting.started"))
+            await hall.delivered()
+            page = await hall.call("GET", "/api/v1/webhooks/deliveries")
+    finally:
+        await receiver.stop()
+    assert received.json()["meeting_id"] == meeting_id
+    [delivery] = page["deliveries"]
+    assert delivery["status"] == "delivered"
