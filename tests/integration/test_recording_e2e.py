@@ -351,7 +351,11 @@ async def check_files(
             data = await response.read()
         assert len(data) == entry["bytes"]
         played, frames = media_duration(data, entry["kind"])
-        print(f"{entry['id']}: offset {entry['start_offset_s']} s, {played:.2f} s, {frames} frames")
+        print(
+            f"{entry['id']}: offset {entry['start_offset_s']} s (measured {offset:.2f}), "
+            f"{entry['duration_s']} s (measured {length:.2f}), played {played:.2f} s, "
+            f"{frames} frames"
+        )
         assert abs(entry["start_offset_s"] - offset) < TOLERANCE_S, (entry, offset)
         assert abs(entry["duration_s"] - length) < TOLERANCE_S, (entry, length)
         assert abs(played - entry["duration_s"]) < 0.5, (entry, played)
