@@ -322,6 +322,12 @@ async def test_who_speaks_comes_from_audio_levels(
             assert all(f["participant_id"] == "sam" for f in listener.of("speaking"))
             await sfu.mute_participant("m1", "sam", "audio")
             await listener.next("speaking", lambda f: f["speaking"] is False)
+            # The active speaker switches when someone else starts talking.
+            await silent.publish(audio=SyntheticAudioTrack())
+            switched = await listener.next(
+                "speaking", lambda f: f["participant_id"] == "sil", timeout=10
+            )
+            assert switched["speaking"] is True
         finally:
             await silent.leave()
             await speaker.leave()
