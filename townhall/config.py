@@ -9,7 +9,8 @@ summaries; ``townhall.cli`` slices it for the recorder and the control plane),
 ``[metrics]``, ``[smtp]``, ``[alerts]`` and ``[webhooks]`` -> :class:`MetricsSettings`,
 :class:`SmtpSettings`, :class:`AlertSettings` and :class:`WebhookSettings`
 (observability: the control plane's ``/metrics``, alert rules and their
-delivery, meeting-event webhooks). Validation
+delivery, meeting-event webhooks; read in :mod:`townhall.config_operations`).
+Every section reads through :class:`townhall.config_table.Table`. Validation
 happens here, once, at start: an unknown key or a value of the wrong type is a
 :class:`ConfigError` whose message starts with the key, for example
 ``sfu.packet_cache_size: expected integer, got string``.
@@ -20,7 +21,6 @@ Nothing here reads the environment: ``townhall.cli.main`` turns flags and
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import json
 import os
@@ -37,6 +37,25 @@ from recorder.errors import RecorderConfigError
 from recorder.transcription_errors import ModelNotFound
 from recorder.transcription_model import DEVICES, resolve_model_dir
 from sfu.config import IceServer, SfuConfig
+
+from .config_operations import (
+    ALERT_METRICS,
+    WEBHOOK_EVENTS,
+    AlertRuleSettings,
+    AlertSettings,
+    AlertWebhookSettings,
+    MetricsSettings,
+    SmtpSettings,
+    WebhookEndpointSettings,
+    WebhookSettings,
+    alert_settings,
+    metrics_settings,
+    smtp_settings,
+    webhook_settings,
+)
+from .config_table import ConfigError
+from .config_table import Table as _Table
+from .config_table import type_name as _type_name
 
 __all__ = [
     "ALERT_METRICS",
@@ -64,55 +83,6 @@ _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 _LEVELS = ("host", "all", "none")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
-_MAILBOX = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
-# What alert rules may watch, per scope; control.alerts explains each (a test
-# keeps the two lists the same: this module may not import the control plane).
-ALERT_METRICS: dict[str, tuple[str, ...]] = {
-    "node": (
-        "loss_up",
-        "loss_down",
-        "rtt_ms",
-        "jitter_ms",
-        "loop_lag_ms",
-        "forwarded_packets_per_s",
-        "meetings",
-        "participants",
-        "cpu_percent",
-        "memory_percent",
-        "transcription_lag_s",
-        "transcription_queue",
-        "caption_lag_s",
-        "node_down",
-    ),
-    "participant": (
-        "loss_up",
-        "loss_down",
-        "rtt_ms",
-        "jitter_ms",
-        "audio_quality",
-        "video_quality",
-        "bitrate_up_kbps",
-        "bitrate_down_kbps",
-        "connection_failed",
-    ),
-}
-_COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
-# The meeting events webhooks carry (control.webhooks.EVENT_TYPES).
-WEBHOOK_EVENTS: tuple[str, ...] = (
-    "meeting.started",
-    "meeting.ended",
-    "participant.joined",
-    "participant.left",
-    "recording.started",
-    "recording.finished",
-    "transcript.ready",
-    "summary.ready",
-)
-_MIN_SECRET = 16
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; the message starts with the offending key."""
 
 
 @dataclass(frozen=True)
@@ -200,88 +170,6 @@ class RecorderSettings:
 
 
 @dataclass(frozen=True)
-class MetricsSettings:
-    """``[metrics]``: who may read ``/metrics``."""
-
-    # None: anyone; else "Authorization: Bearer <token>" is required.
-    bearer_token: str | None = None
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """``[smtp]``: the relay alert e-mails go through (no host: no e-mail)."""
-
-    host: str | None = None
-    port: int = 25
-    # "none", "starttls" or "tls" (implicit TLS, usually port 465).
-    security: str = "none"
-    username: str | None = None
-    password: str | None = None
-    sender: str = "townhall@localhost"
-    timeout_s: float = 10.0
-
-
-@dataclass(frozen=True)
-class AlertRuleSettings:
-    """One ``[[alerts.rules]]`` table."""
-
-    name: str
-    metric: str
-    threshold: float
-    comparison: str = ">"
-    for_s: float = 30.0
-    scope: str = "node"
-    severity: str = "warning"
-
-
-@dataclass(frozen=True)
-class AlertWebhookSettings:
-    """One ``[[alerts.webhooks]]`` table: where alerts are posted."""
-
-    url: str
-    # "json" (the alert as JSON) or "slack" ({"text": ...}, Slack-compatible).
-    format: str = "json"
-    secret: str | None = None
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """``[alerts]``: rules, how often they are evaluated, where alerts go, retries."""
-
-    interval_s: float = 5.0
-    email_to: tuple[str, ...] = ()
-    max_attempts: int = 5
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 60.0
-    timeout_s: float = 10.0
-    webhooks: tuple[AlertWebhookSettings, ...] = ()
-    rules: tuple[AlertRuleSettings, ...] = ()
-
-
-@dataclass(frozen=True)
-class WebhookEndpointSettings:
-    """One ``[[webhooks.endpoints]]`` table: a receiver of meeting events."""
-
-    url: str
-    # Signs its bodies; None: webhooks.secret.
-    secret: str | None = None
-    events: tuple[str, ...] = WEBHOOK_EVENTS
-
-
-@dataclass(frozen=True)
-class WebhookSettings:
-    """``[webhooks]``: signed meeting-event webhooks, their retries and their log."""
-
-    secret: str | None = None
-    max_attempts: int = 8
-    retry_initial_s: float = 2.0
-    retry_max_s: float = 300.0
-    timeout_s: float = 10.0
-    keep_days: int = 30
-    endpoints: tuple[WebhookEndpointSettings, ...] = ()
-
-
-@dataclass(frozen=True)
 class Config:
     """The whole process configuration, sliced per component by ``main``."""
 
@@ -314,17 +202,17 @@ def load_config(path: Path | None, overrides: Mapping[str, object] | None = None
             raise ConfigError(f"{section}: expected table, got {_type_name(table)}")
         table[key] = value
     root = _Table("", raw)
-    smtp = _smtp(root.table("smtp"))
+    smtp = smtp_settings(root.table("smtp"))
     config = Config(
         server=_server(root.table("server")),
         auth=_auth(root.table("auth")),
         sfu=_sfu(root.table("sfu")),
         policy=_policy(root.table("policy")),
         recorder=_recorder(root.table("recorder")),
-        metrics=_metrics(root.table("metrics")),
+        metrics=metrics_settings(root.table("metrics")),
         smtp=smtp,
-        alerts=_alerts(root.table("alerts"), smtp),
-        webhooks=_webhooks(root.table("webhooks")),
+        alerts=alert_settings(root.table("alerts"), smtp),
+        webhooks=webhook_settings(root.table("webhooks")),
     )
     root.reject_unknown()
     return config
@@ -527,150 +415,6 @@ def _recorder(table: _Table) -> RecorderSettings:
     return config
 
 
-def _metrics(table: _Table) -> MetricsSettings:
-    config = MetricsSettings(
-        bearer_token=table.optional_string("bearer_token", min_length=_MIN_SECRET)
-    )
-    table.reject_unknown()
-    return config
-
-
-def _smtp(table: _Table) -> SmtpSettings:
-    d = SmtpSettings()
-    sender = table.string("sender", d.sender, non_empty=True)
-    if not _MAILBOX.match(sender):
-        raise ConfigError(f"smtp.sender: {sender!r} is not an e-mail address")
-    config = SmtpSettings(
-        host=table.optional_string("host", min_length=1),
-        port=table.integer("port", d.port, minimum=1, maximum=65535),
-        security=table.choice("security", d.security, ("none", "starttls", "tls")),
-        username=table.optional_string("username", min_length=1),
-        password=table.optional_string("password", min_length=1),
-        sender=sender,
-        timeout_s=table.number("timeout_s", d.timeout_s, minimum=0.1),
-    )
-    if (config.username is None) != (config.password is None):
-        missing = "password" if config.password is None else "username"
-        raise ConfigError(f"smtp.{missing}: is required with smtp.username and smtp.password")
-    table.reject_unknown()
-    return config
-
-
-def _alerts(table: _Table, smtp: SmtpSettings) -> AlertSettings:
-    d = AlertSettings()
-    email_to = table.strings("email_to", (), allow_empty=True)
-    for index, address in enumerate(email_to):
-        if not _MAILBOX.match(address):
-            raise ConfigError(f"alerts.email_to[{index}]: {address!r} is not an e-mail address")
-    if email_to and smtp.host is None:
-        raise ConfigError("alerts.email_to: needs an SMTP relay (smtp.host)")
-    config = AlertSettings(
-        interval_s=table.number("interval_s", d.interval_s, minimum=0.1),
-        email_to=email_to,
-        max_attempts=table.integer("max_attempts", d.max_attempts, minimum=1, maximum=100),
-        retry_initial_s=table.number("retry_initial_s", d.retry_initial_s, minimum=0.0),
-        retry_max_s=table.number("retry_max_s", d.retry_max_s, minimum=0.0),
-        timeout_s=table.number("timeout_s", d.timeout_s, minimum=0.1),
-        webhooks=tuple(_alert_webhook(t) for t in table.tables("webhooks")),
-        rules=tuple(_alert_rule(t) for t in table.tables("rules")),
-    )
-    names = [rule.name for rule in config.rules]
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise ConfigError(f"alerts.rules[{index}].name: {name!r} is used by another rule")
-    table.reject_unknown()
-    return config
-
-
-def _alert_webhook(table: _Table) -> AlertWebhookSettings:
-    config = AlertWebhookSettings(
-        url=_url(table, "url"),
-        format=table.choice("format", "json", ("json", "slack")),
-        secret=table.optional_string("secret", min_length=_MIN_SECRET),
-    )
-    table.reject_unknown()
-    return config
-
-
-def _alert_rule(table: _Table) -> AlertRuleSettings:
-    d = AlertRuleSettings(name="", metric="", threshold=0.0)
-    name = table.optional_string("name", min_length=1)
-    if name is None:
-        raise ConfigError(f"{table.key('name')}: is required")
-    scope = table.choice("scope", d.scope, tuple(ALERT_METRICS))
-    metric = table.optional_string("metric")
-    if metric is None:
-        raise ConfigError(f"{table.key('metric')}: is required")
-    if metric not in ALERT_METRICS[scope]:
-        raise ConfigError(
-            f"{table.key('metric')}: {metric!r} is not a {scope} metric; one of "
-            f"{', '.join(ALERT_METRICS[scope])}"
-        )
-    if table.optional_number("threshold") is None:
-        raise ConfigError(f"{table.key('threshold')}: is required")
-    config = AlertRuleSettings(
-        name=name,
-        metric=metric,
-        threshold=table.number("threshold", 0.0, minimum=float("-inf")),
-        comparison=table.choice("comparison", d.comparison, _COMPARISONS),
-        for_s=table.number("for_s", d.for_s, minimum=0.0),
-        scope=scope,
-        severity=table.string("severity", d.severity, non_empty=True),
-    )
-    table.reject_unknown()
-    return config
-
-
-def _webhooks(table: _Table) -> WebhookSettings:
-    d = WebhookSettings()
-    secret = table.optional_string("secret", min_length=_MIN_SECRET)
-    endpoints = []
-    for endpoint_table in table.tables("endpoints"):
-        endpoint = _webhook_endpoint(endpoint_table)
-        if endpoint.secret is None and secret is None:
-            raise ConfigError(
-                f"{endpoint_table.key('secret')}: is required (or set webhooks.secret)"
-            )
-        endpoints.append(endpoint)
-    config = WebhookSettings(
-        secret=secret,
-        max_attempts=table.integer("max_attempts", d.max_attempts, minimum=1, maximum=100),
-        retry_initial_s=table.number("retry_initial_s", d.retry_initial_s, minimum=0.0),
-        retry_max_s=table.number("retry_max_s", d.retry_max_s, minimum=0.0),
-        timeout_s=table.number("timeout_s", d.timeout_s, minimum=0.1),
-        keep_days=table.integer("keep_days", d.keep_days, minimum=0),
-        endpoints=tuple(endpoints),
-    )
-    table.reject_unknown()
-    return config
-
-
-def _webhook_endpoint(table: _Table) -> WebhookEndpointSettings:
-    events = table.strings("events", WEBHOOK_EVENTS)
-    for index, event in enumerate(events):
-        if event not in WEBHOOK_EVENTS:
-            raise ConfigError(
-                f"{table.key('events')}[{index}]: {event!r} is not one of "
-                f"{', '.join(WEBHOOK_EVENTS)}"
-            )
-    config = WebhookEndpointSettings(
-        url=_url(table, "url"),
-        secret=table.optional_string("secret", min_length=_MIN_SECRET),
-        events=tuple(dict.fromkeys(events)),
-    )
-    table.reject_unknown()
-    return config
-
-
-def _url(table: _Table, key: str) -> str:
-    url = table.optional_string(key)
-    if url is None:
-        raise ConfigError(f"{table.key(key)}: is required")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{table.key(key)}: must start with http:// or https://")
-    return url
-
-
 def _ice_server(table: _Table) -> IceServer:
     urls = table.strings("urls", None, allow_single=True)
     for index, url in enumerate(urls):
@@ -685,152 +429,6 @@ def _ice_server(table: _Table) -> IceServer:
     )
     table.reject_unknown()
     return server
-
-
-class _Table:
-    """One TOML table being read: typed getters that remember which keys were used."""
-
-    def __init__(self, name: str, raw: object) -> None:
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{name}: expected table, got {_type_name(raw)}")
-        self.name = name
-        self._raw: dict[str, object] = raw
-        self._used: set[str] = set()
-
-    def key(self, key: str) -> str:
-        return f"{self.name}.{key}" if self.name else key
-
-    def _get(self, key: str) -> object | None:
-        self._used.add(key)
-        return self._raw.get(key)
-
-    def _expected(self, key: str, expected: str, value: object) -> ConfigError:
-        return ConfigError(f"{self.key(key)}: expected {expected}, got {_type_name(value)}")
-
-    def table(self, key: str) -> _Table:
-        value = self._get(key)
-        return _Table(self.key(key), {} if value is None else value)
-
-    def tables(self, key: str) -> list[_Table]:
-        value = self._get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise self._expected(key, "array of tables", value)
-        return [_Table(f"{self.key(key)}[{i}]", item) for i, item in enumerate(value)]
-
-    def string(self, key: str, default: str, *, non_empty: bool = False) -> str:
-        value = self.optional_string(key, min_length=1 if non_empty else 0)
-        return default if value is None else value
-
-    def optional_string(self, key: str, *, min_length: int = 0) -> str | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self._expected(key, "string", value)
-        if len(value) < min_length:
-            raise ConfigError(f"{self.key(key)}: must be at least {min_length} characters")
-        return value
-
-    def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-        value = self._get(key)
-        if value is None:
-            return default
-        # bool is an int subclass in Python, but `true` is not a number in TOML.
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self._expected(key, "integer", value)
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            raise ConfigError(f"{self.key(key)}: must be {bound}, got {value}")
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float) -> float:
-        value = self._get(key)
-        if value is None:
-            return default
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise self._expected(key, "number", value)
-        if value < minimum:
-            raise ConfigError(f"{self.key(key)}: must be >= {minimum}, got {value}")
-        return float(value)
-
-    def optional_number(self, key: str) -> float | None:
-        """The number, or None when absent; does not mark the key as read."""
-        value = self._raw.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise self._expected(key, "number", value)
-        return float(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self._expected(key, "boolean", value)
-        return value
-
-    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self._get(key)
-        if value is None:
-            return default
-        if value not in choices:
-            raise ConfigError(
-                f"{self.key(key)}: must be one of {', '.join(choices)}, got {value!r}"
-            )
-        return str(value)
-
-    def strings(
-        self,
-        key: str,
-        default: tuple[str, ...] | None,
-        *,
-        allow_single: bool = False,
-        allow_empty: bool = False,
-    ) -> tuple[str, ...]:
-        value = self._get(key)
-        if value is None:
-            if default is None:
-                raise ConfigError(f"{self.key(key)}: is required")
-            return default
-        if allow_single and isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise self._expected(key, "array of strings", value)
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                raise ConfigError(
-                    f"{self.key(key)}[{index}]: expected non-empty string, got {_type_name(item)}"
-                )
-        if not value and not allow_empty:
-            raise ConfigError(f"{self.key(key)}: must not be empty")
-        return tuple(value)
-
-    def reject_unknown(self) -> None:
-        for key in self._raw:
-            if key not in self._used:
-                raise ConfigError(f"{self.key(key)}: unknown key")
-
-
-def _type_name(value: object) -> str:
-    """The TOML name of a parsed value's type, for error messages."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "table"
-    if isinstance(value, datetime.date | datetime.time):
-        return "datetime"
-    return type(value).__name__
 
 
 def _read_secrets(path: Path) -> dict[str, str]:
