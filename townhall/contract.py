@@ -353,7 +353,12 @@ class MediaPlane(Protocol):
     async def start_recording(
         self, meeting_id: str, recording_id: str, options: dict[str, Any]
     ) -> bool:
-        """Tap every track of the meeting into the node's Recorder; tell everyone."""
+        """Tap every track of the meeting into the node's Recorder; tell everyone.
+
+        False when the meeting is not on this node, already records, or the
+        node has no Recorder. Errors of ``Recorder.start`` (bad options such as
+        encryption without a key) propagate, with nothing started.
+        """
         ...
 
     async def stop_recording(self, meeting_id: str) -> str | None:
