@@ -21,6 +21,7 @@ from .errors import (
 from .events import EventStream, RemoteTrack, SessionEnded, TrackAdded, TrackRemoved
 from .joining import JoinGrant, LobbyTicket, parse_join_url, request_guest_join
 from .messages import (
+    CaptionReceived,
     ChatMessage,
     ChatReceived,
     ErrorMessage,
@@ -32,8 +33,10 @@ from .messages import (
     ParticipantUpdated,
     Permissions,
     PermissionsChanged,
+    RecordingChanged,
     RoomChanged,
     RoomInfo,
+    SpeakingChanged,
     TrackInfo,
     WaitingParticipant,
 )
@@ -46,6 +49,7 @@ __all__ = [
     "BreakoutRoom",
     "BreakoutRooms",
     "ChatMessage",
+    "CaptionReceived",
     "ChatReceived",
     "ClientError",
     "ClientOptions",
@@ -61,6 +65,8 @@ __all__ = [
     "MeetingApi",
     "MeetingFull",
     "Moderated",
+    "RecordingChanged",
+    "SpeakingChanged",
     "Participant",
     "ParticipantInfo",
     "ParticipantJoined",

@@ -15,6 +15,7 @@ from aiortc import MediaStreamTrack, RTCRtpReceiver
 
 from .errors import ClientTimeout, SessionClosed
 from .messages import (
+    CaptionReceived,
     ChatReceived,
     ErrorMessage,
     LobbyUpdated,
@@ -23,7 +24,9 @@ from .messages import (
     ParticipantLeft,
     ParticipantUpdated,
     PermissionsChanged,
+    RecordingChanged,
     RoomChanged,
+    SpeakingChanged,
     TrackInfo,
 )
 
@@ -105,6 +108,9 @@ Event = (
     | RoomChanged
     | PermissionsChanged
     | Moderated
+    | RecordingChanged
+    | CaptionReceived
+    | SpeakingChanged
     | ErrorMessage
     | SessionEnded
 )

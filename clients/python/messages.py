@@ -25,6 +25,7 @@ from townhall.contract import (
 __all__ = [
     "Bye",
     "ChatMessage",
+    "CaptionReceived",
     "ChatReceived",
     "ErrorMessage",
     "IceServerInfo",
@@ -38,9 +39,11 @@ __all__ = [
     "Permissions",
     "PermissionsChanged",
     "PublishAnswer",
+    "RecordingChanged",
     "RoomChanged",
     "RoomInfo",
     "ServerMessage",
+    "SpeakingChanged",
     "SubscribeOffer",
     "TrackInfo",
     "UnknownMessage",
@@ -55,6 +58,7 @@ __all__ = [
     "parse_server_message",
     "parse_waiting_participant",
     "publish_offer_frame",
+    "record_frame",
     "subscribe_answer_frame",
 ]
 
@@ -145,6 +149,8 @@ class Joined:
     participants: tuple[ParticipantInfo, ...]
     permissions: Permissions = field(default_factory=Permissions)
     room: RoomInfo | None = None
+    # The recording running when this participant joined (people must know).
+    recording_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,35 @@ class Moderated:
 
 
 @dataclass(frozen=True)
+class RecordingChanged:
+    """``recording``: the meeting started or stopped being recorded, or a recording failed."""
+
+    state: str  # "started" | "stopped" | "failed"
+    recording_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CaptionReceived:
+    """``caption``: live captions of what someone said."""
+
+    participant_id: str
+    name: str
+    text: str
+    start: float
+    end: float
+    final: bool
+
+
+@dataclass(frozen=True)
+class SpeakingChanged:
+    """``speaking``: a room-mate started or stopped speaking (from audio levels)."""
+
+    participant_id: str
+    speaking: bool
+
+
+@dataclass(frozen=True)
 class ErrorMessage:
     """``error``: something the client sent was refused."""
 
@@ -259,6 +294,9 @@ ServerMessage = (
     | RoomChanged
     | PermissionsChanged
     | Moderated
+    | RecordingChanged
+    | CaptionReceived
+    | SpeakingChanged
     | ErrorMessage
     | Bye
     | UnknownMessage
@@ -309,6 +347,19 @@ def _time(message: Mapping[str, Any], key: str) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError as exc:
         raise ProtocolError(f"'{key}' is not an ISO 8601 time: {value!r}") from exc
+
+
+def _number(message: Mapping[str, Any], key: str) -> float:
+    value = message.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"'{key}' must be a number")
+    return float(value)
+
+
+def _recording_id(value: object) -> str | None:
+    if value is None:
+        return None
+    return _str(_object(value, "'recording'"), "recording_id", where="'recording'")
 
 
 def _room_id(value: object) -> str | None:
@@ -446,6 +497,7 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
             ),
             permissions=parse_permissions(message.get("permissions")),
             room=_optional_room(message.get("room")),
+            recording_id=_recording_id(message.get("recording")),
         )
     if kind == "publish-answer":
         return PublishAnswer(sdp=_str(message, "sdp"))
@@ -486,6 +538,28 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
         return Moderated(
             action=_str(message, "action"), kind=target, by=_str(message, "by", default="")
         )
+    if kind == "recording":
+        state = message.get("state")
+        if state not in ("started", "stopped", "failed"):
+            raise ProtocolError("'recording' 'state' must be started, stopped or failed")
+        return RecordingChanged(
+            state=state,
+            recording_id=_str(message, "recording_id"),
+            reason=_optional_str(message, "reason") or "",
+        )
+    if kind == "caption":
+        return CaptionReceived(
+            participant_id=_str(message, "participant_id"),
+            name=_str(message, "name", default=""),
+            text=_str(message, "text"),
+            start=_number(message, "start"),
+            end=_number(message, "end"),
+            final=bool(message.get("final", True)),
+        )
+    if kind == "speaking":
+        return SpeakingChanged(
+            participant_id=_str(message, "participant_id"), speaking=_bool(message, "speaking")
+        )
     if kind == "error":
         return ErrorMessage(
             code=_str(message, "code", default="error"),
@@ -507,6 +581,13 @@ def publish_offer_frame(sdp: str, sources: Mapping[str, str]) -> dict[str, Any]:
         if source not in SOURCES:
             raise ValueError(f"source of mid {mid!r} must be one of {', '.join(SOURCES)}")
     return {"type": "publish-offer", "sdp": sdp, "sources": dict(sources)}
+
+
+def record_frame(action: str) -> dict[str, Any]:
+    """Ask to start or stop recording (needs the record permission and the policy)."""
+    if action not in ("start", "stop"):
+        raise ValueError("action must be 'start' or 'stop'")
+    return {"type": "record", "action": action}
 
 
 def subscribe_answer_frame(sdp: str) -> dict[str, Any]:

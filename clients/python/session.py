@@ -42,6 +42,7 @@ from .events import Event, EventStream, RemoteTrack, SessionEnded
 from .joining import JoinGrant, JoinRequest, LobbyTicket, obtain_grant
 from .messages import (
     Bye,
+    CaptionReceived,
     ChatMessage,
     ChatReceived,
     ErrorMessage,
@@ -56,9 +57,11 @@ from .messages import (
     Permissions,
     PermissionsChanged,
     PublishAnswer,
+    RecordingChanged,
     RoomChanged,
     RoomInfo,
     ServerMessage,
+    SpeakingChanged,
     SubscribeOffer,
     UnknownMessage,
     WaitingParticipant,
@@ -67,6 +70,7 @@ from .messages import (
     leave_frame,
     mute_frame,
     publish_offer_frame,
+    record_frame,
     subscribe_answer_frame,
 )
 from .rtp_tap import RtpTap
@@ -159,6 +163,11 @@ class Participant:
         # Who waits in the lobby (sent to hosts only).
         self.lobby: tuple[WaitingParticipant, ...] = ()
         self.chat: deque[ChatMessage] = deque(maxlen=CHAT_KEPT)
+        # The recording running now (None: not recorded), live captions, and
+        # the room-mates speaking now (from the SFU's audio-level meter).
+        self.recording_id: str | None = None
+        self.captions: deque[CaptionReceived] = deque(maxlen=CHAT_KEPT)
+        self.speaking: set[str] = set()
         # From the control plane's join response, when joined through it.
         self.grant: JoinGrant | None = None
         self.base_url: str | None = None
@@ -289,6 +298,7 @@ class Participant:
                 self.role = message.role
                 self.permissions = message.permissions
                 self.room = message.room
+                self.recording_id = message.recording_id
                 if message.ice_servers:
                     self._ice_servers = message.ice_servers
                 self.participants = {
@@ -468,6 +478,16 @@ class Participant:
             self.video_muted = muted
         await self._channel.send(mute_frame(kind, muted))
 
+    async def record(self, action: Literal["start", "stop"]) -> None:
+        """Ask to start or stop recording the meeting over signaling.
+
+        Everyone then gets ``RecordingChanged``; a refusal (no record
+        permission, the meeting's policy) arrives as an ``ErrorMessage`` event.
+        """
+        self._check_open()
+        assert self._channel is not None
+        await self._channel.send(record_frame(action))
+
     async def send_chat(self, text: str, to: str | None = None) -> None:
         """Send a chat message to everyone, or to the participant ``to`` only.
 
@@ -537,6 +557,18 @@ class Participant:
             self._emit(message)
         elif isinstance(message, Moderated):
             await self._moderated(message)
+        elif isinstance(message, RecordingChanged):
+            self.recording_id = message.recording_id if message.state == "started" else None
+            self._emit(message)
+        elif isinstance(message, CaptionReceived):
+            self.captions.append(message)
+            self._emit(message)
+        elif isinstance(message, SpeakingChanged):
+            if message.speaking:
+                self.speaking.add(message.participant_id)
+            else:
+                self.speaking.discard(message.participant_id)
+            self._emit(message)
         elif isinstance(message, ErrorMessage):
             logger.warning("SFU error %s: %s", message.code, message.message)
             if self._pending_answer is not None and not self._pending_answer.done():

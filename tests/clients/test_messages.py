@@ -259,3 +259,33 @@ def test_publish_offer_refuses_an_unknown_source() -> None:
 def test_chat_frames_are_checked(text: str, to: str | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         chat_frame(text, to)
+
+
+def test_recording_caption_and_speaking_frames_are_typed() -> None:
+    from clients.python.messages import (
+        CaptionReceived,
+        RecordingChanged,
+        SpeakingChanged,
+        record_frame,
+    )
+
+    started = parse_server_message(
+        '{"type": "recording", "state": "started", "recording_id": "r1"}'
+    )
+    assert started == RecordingChanged(state="started", recording_id="r1", reason="")
+    caption = parse_server_message(
+        '{"type": "caption", "participant_id": "p1", "name": "Ada", "text": "hello",'
+        ' "start": 1.5, "end": 2, "final": true}'
+    )
+    assert caption == CaptionReceived("p1", "Ada", "hello", 1.5, 2.0, True)
+    speaking = parse_server_message('{"type": "speaking", "participant_id": "p2", "speaking": true}')
+    assert speaking == SpeakingChanged("p2", True)
+    joined = parse_server_message(
+        '{"type": "joined", "participant_id": "p", "recording": {"recording_id": "r9"}}'
+    )
+    assert joined.recording_id == "r9"  # type: ignore[union-attr]
+    assert record_frame("stop") == {"type": "record", "action": "stop"}
+    with pytest.raises(ProtocolError):
+        parse_server_message('{"type": "recording", "state": "paused", "recording_id": "r1"}')
+    with pytest.raises(ValueError):
+        record_frame("pause")

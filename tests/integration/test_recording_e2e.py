@@ -18,6 +18,7 @@ Run as root in a loopback-only namespace:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fractions
 import io
 import time
@@ -31,9 +32,13 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from clients.python import ClientOptions, Participant
+from clients.python import (
+    CaptionReceived,
+    ClientOptions,
+    Participant,
+    RecordingChanged,
+)
 from clients.python.media import SyntheticVideoTrack
-from clients.python.messages import ServerMessage, UnknownMessage
 from tests.conftest import TownhallServer
 from tests.recorder.fixtures.speech import RATE, Pcm, silence, speak
 
@@ -93,17 +98,18 @@ class SpeechTrack(MediaStreamTrack):
 
 
 class Listener(Participant):
-    """A participant that keeps the frames this client does not model (recording, caption)."""
+    """A participant that keeps the recording and caption frames it got, as dicts."""
 
     def __init__(self, **fields: Any) -> None:
         super().__init__(**fields)
         self.frames: list[dict[str, Any]] = []
+        self.add_listener(self._keep)
 
-    async def _dispatch(self, message: ServerMessage) -> None:
-        if isinstance(message, UnknownMessage):
-            self.frames.append(dict(message.body))
-            self._notify()
-        await super()._dispatch(message)
+    def _keep(self, event: Any) -> None:
+        kinds = {RecordingChanged: "recording", CaptionReceived: "caption"}
+        kind = kinds.get(type(event))
+        if kind is not None:
+            self.frames.append({"type": kind, **dataclasses.asdict(event)})
 
     def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
         return [
@@ -111,11 +117,6 @@ class Listener(Participant):
             for f in self.frames
             if f.get("type") == kind and all(f.get(k) == v for k, v in match.items())
         ]
-
-    async def record(self, action: str) -> None:
-        """Ask to start or stop recording over signaling (the browser's record button)."""
-        assert self._channel is not None
-        await self._channel.send({"type": "record", "action": action})
 
 
 def words(text: str) -> list[str]:
@@ -145,9 +146,7 @@ def media_duration(data: bytes, kind: str) -> tuple[float, int]:
         frames = 0
         for frame in container.decode(stream):
             assert frame.time is not None
-            end = frame.time + (
-                frame.samples / frame.sample_rate if kind == "audio" else 1 / 15
-            )
+            end = frame.time + (frame.samples / frame.sample_rate if kind == "audio" else 1 / 15)
             first = frame.time if first is None else first
             last = end
             frames += 1
