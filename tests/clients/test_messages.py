@@ -278,7 +278,9 @@ def test_recording_caption_and_speaking_frames_are_typed() -> None:
         ' "start": 1.5, "end": 2, "final": true}'
     )
     assert caption == CaptionReceived("p1", "Ada", "hello", 1.5, 2.0, True)
-    speaking = parse_server_message('{"type": "speaking", "participant_id": "p2", "speaking": true}')
+    speaking = parse_server_message(
+        '{"type": "speaking", "participant_id": "p2", "speaking": true}'
+    )
     assert speaking == SpeakingChanged("p2", True)
     joined = parse_server_message(
         '{"type": "joined", "participant_id": "p", "recording": {"recording_id": "r9"}}'
