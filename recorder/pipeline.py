@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # (meeting_id, caption): deliver one caption to the meeting (the ``caption`` frame).
 CaptionSink = Callable[[str, dict[str, Any]], Coroutine[Any, Any, None]]
+# Seconds each participant of a meeting spoke, as the SFU measured from audio
+# levels (RFC 6464); by participant id.
+SpeakingTime = Callable[[str], Mapping[str, float]]
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
@@ -165,6 +168,7 @@ class RecordingPipeline:
         llm: LlmConfig | None = None,
         on_caption: CaptionSink | None = None,
         model: SpeechModel | None = None,
+        speaking_time: SpeakingTime | None = None,
     ) -> None:
         self.events = events
         self.storage = storage or LocalStorage(config.storage_root, config.key)
@@ -175,6 +179,7 @@ class RecordingPipeline:
         self._caption_config = captions or CaptionConfig()
         self._captions: LiveCaptions | None = None
         self._on_caption = on_caption
+        self._speaking_time = speaking_time
         self._llm = llm
         self._turn = asyncio.Semaphore(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -214,8 +219,10 @@ class RecordingPipeline:
             log.exception("recording %s: reporting recording_finished failed", recording_id)
         wanted = self._options.pop(recording_id, PipelineOptions())
         if wanted.wants_transcript:
+            # Read now: by the time the summary is made, people may have left.
+            spoken = self._spoken(meeting_id)
             self._spawn(
-                self._transcribe_and_summarize(meeting_id, recording_id, result, wanted),
+                self._transcribe_and_summarize(meeting_id, recording_id, result, wanted, spoken),
                 f"post-process recording {recording_id}",
             )
 
@@ -225,6 +232,7 @@ class RecordingPipeline:
         recording_id: str,
         result: dict[str, Any],
         wanted: PipelineOptions,
+        spoken: Mapping[str, float] | None = None,
     ) -> None:
         ended = time.monotonic()
         self._counters.waiting += 1
@@ -240,7 +248,7 @@ class RecordingPipeline:
         if wanted.auto_transcribe or transcript["status"] == "completed":
             await self._report("transcript_ready", meeting_id, recording_id, transcript)
         if wanted.generate_summary:
-            summary = await self._summary(transcript, result)
+            summary = await self._summary(transcript, result, spoken)
             await self._report("summary_ready", meeting_id, recording_id, summary)
 
     async def _transcript(
@@ -277,7 +285,22 @@ class RecordingPipeline:
         ]
         return parts[0] if len(parts) == 1 else combine_transcripts(parts)
 
-    async def _summary(self, transcript: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    def _spoken(self, meeting_id: str) -> Mapping[str, float] | None:
+        if self._speaking_time is None:
+            return None
+        try:
+            spoken = self._speaking_time(meeting_id)
+        except Exception:  # noqa: BLE001 - the transcript's timing is the fallback
+            log.exception("reading the SFU's speaking time failed")
+            return None
+        return spoken or None
+
+    async def _summary(
+        self,
+        transcript: dict[str, Any],
+        result: dict[str, Any],
+        spoken: Mapping[str, float] | None = None,
+    ) -> dict[str, Any]:
         if transcript["status"] != "completed":
             self._counters.summaries_failed += 1
             return _failed(f"no transcript to summarize: {transcript['error']}")
@@ -291,6 +314,7 @@ class RecordingPipeline:
                 transcript,
                 meeting_date=_meeting_date(result),
                 participants=participants,
+                speaking_time=spoken,
                 llm=self._llm,
             )
         except Exception as exc:  # noqa: BLE001 - reported, never raised

@@ -205,6 +205,9 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
         captions=CaptionConfig(language=settings.language),
         llm=_llm(settings),
         on_caption=caption,
+        speaking_time=lambda meeting_id: {
+            p["participant_id"]: p["speaking_s"] for p in node.roster(meeting_id)
+        },
     )
     node.recorder = pipeline
     app[TELEMETRY].recorder_stats = pipeline.stats

@@ -143,7 +143,12 @@ async def test_files_then_transcript_then_summary_with_live_captions_on_the_way(
     async def on_caption(meeting_id: str, caption: dict[str, Any]) -> None:
         captions.append((meeting_id, caption))
 
-    recorder = pipeline(tmp_path, events, model, on_caption=on_caption)
+    def measured(meeting_id: str) -> dict[str, float]:
+        # The SFU's audio-level speaking time (RFC 6464), read when the recording stops.
+        assert meeting_id == "m1"
+        return {"p-alice": 12.5, "p-bob": 3.0}
+
+    recorder = pipeline(tmp_path, events, model, on_caption=on_caption, speaking_time=measured)
     try:
         options = {"auto_transcribe": True, "generate_summary": True, "live_captions": True}
         session = recorder.start("m1", "rec1", options)
@@ -179,6 +184,8 @@ async def test_files_then_transcript_then_summary_with_live_captions_on_the_way(
     summary = events.body("summary")
     assert summary["status"] == "completed" and summary["generator"] == "extractive"
     assert {s["speaker"] for s in summary["speaking_time"]} == {"Alice", "Bob"}
+    seconds = {s["speaker"]: s["seconds"] for s in summary["speaking_time"]}
+    assert seconds == {"Alice": 12.5, "Bob": 3.0}  # the SFU's measure, not the transcript's
     assert any("report" in item["text"] for item in summary["action_items"]), summary
 
     spoken = {caption["name"]: caption["text"] for _, caption in captions}
