@@ -141,6 +141,12 @@ class MeetingNotFound(NotFound):
 class ParticipantNotFound(NotFound):
     code = "participant_not_found"
 
+    @classmethod
+    def for_id(cls, participant_id: str) -> ParticipantNotFound:
+        return cls(
+            f"no participant '{participant_id}' in this meeting", participant_id=participant_id
+        )
+
 
 class RecordingNotFound(NotFound):
     code = "recording_not_found"

@@ -153,7 +153,7 @@ class Lobby:
             meeting_id, participant_id, change, context.clock()
         )
         if settlement is None or settlement.participant is None:
-            raise _no_such(participant_id)
+            raise ParticipantNotFound.for_id(participant_id)
         self.decided(participant_id)
         await self.push(meeting_id)
         return settlement.participant
@@ -161,7 +161,7 @@ class Lobby:
     async def _participant(self, meeting_id: str, participant_id: str) -> Participant:
         participant = await self._context.store.get_participant(meeting_id, participant_id)
         if participant is None:
-            raise _no_such(participant_id)
+            raise ParticipantNotFound.for_id(participant_id)
         return participant
 
     async def _standing(self, participant: Participant) -> dict[str, Any]:
@@ -221,12 +221,6 @@ def _require_waiting(participant: Participant) -> None:
             participant_id=participant.id,
             status=participant.status,
         )
-
-
-def _no_such(participant_id: str) -> ParticipantNotFound:
-    return ParticipantNotFound(
-        f"no participant '{participant_id}' in this meeting", participant_id=participant_id
-    )
 
 
 def _entry(

@@ -103,7 +103,7 @@ class Moderation:
         await context.meeting(meeting_id)
         settlement = await context.store.update_participant(meeting_id, participant_id, change, now)
         if settlement is None or settlement.participant is None:
-            raise _no_such(participant_id)
+            raise ParticipantNotFound.for_id(participant_id)
         removed = settlement.participant
         if removal.block:
             keys = [removed.identity] + ([removed.email] if removed.email else [])
@@ -143,7 +143,7 @@ class Moderation:
         await context.meeting(meeting_id)
         settlement = await context.store.update_participant(meeting_id, participant_id, change, now)
         if settlement is None or settlement.participant is None:
-            raise _no_such(participant_id)
+            raise ParticipantNotFound.for_id(participant_id)
         policy = await context.policy(meeting_id)
         await context.media.set_permissions(
             meeting_id, participant_id, role, permissions_for(role, policy)
@@ -217,7 +217,7 @@ class Moderation:
         await self._context.meeting(meeting_id)
         participant = await self._context.store.get_participant(meeting_id, participant_id)
         if participant is None:
-            raise _no_such(participant_id)
+            raise ParticipantNotFound.for_id(participant_id)
         return participant
 
 
@@ -257,12 +257,6 @@ def render_participant(
         "video_muted": bool(media.get("video_muted", False)),
         "joined_at": rfc3339(participant.joined_at),
     }
-
-
-def _no_such(participant_id: str) -> ParticipantNotFound:
-    return ParticipantNotFound(
-        f"no participant '{participant_id}' in this meeting", participant_id=participant_id
-    )
 
 
 def _entry(
