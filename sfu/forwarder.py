@@ -135,14 +135,14 @@ class Downtrack:
         self._active = True
         self.waiting_for_keyframe = False
 
-    def send(self, packet: IncomingPacket, abs_send_time: bytes) -> None:
-        """Forward one publisher packet (RFC 3550 section 5.1 header rewritten)."""
+    def send(self, packet: IncomingPacket, abs_send_time: bytes) -> bool:
+        """Forward one publisher packet (RFC 3550 section 5.1 header rewritten); True if sent."""
         if not self._active:
             if self.waiting_for_keyframe and not packet.keyframe:
-                return
+                return False
             self._activate(packet)
         elif (packet.sequence_number - self._start_sequence) & 0xFFFF >= 0x8000:
-            return  # older than the packet this subscriber started at
+            return False  # older than the packet this subscriber started at
         extensions = self._extensions(packet, abs_send_time)
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         if (sequence_number - self._last_sequence) & 0xFFFF < 0x8000:
@@ -154,9 +154,11 @@ class Downtrack:
             packet.timestamp,
             self._ssrc,
         )
-        if self.sink.send_rtp(header + extensions + packet.payload):
-            self.packets_sent += 1
-            self.octets_sent += len(packet.payload)
+        if not self.sink.send_rtp(header + extensions + packet.payload):
+            return False
+        self.packets_sent += 1
+        self.octets_sent += len(packet.payload)
+        return True
 
     def retransmit(self, sequence_number: int) -> bool:
         """Answer a subscriber's NACK from the cache, as RTX when negotiated (RFC 4588)."""
@@ -248,10 +250,12 @@ class PublishedTrack:
         if not self.downtracks:
             return
         abs_send_time = abs_send_time_now()
+        sent = 0
         for downtrack in self.downtracks:
-            downtrack.send(packet, abs_send_time)
-        self._counters.rtp_packets_forwarded += len(self.downtracks)
-        self._counters.rtp_bytes_forwarded += len(packet.payload) * len(self.downtracks)
+            sent += downtrack.send(packet, abs_send_time)
+        # Only copies that left: one waiting for a keyframe, or not yet connected, is not counted.
+        self._counters.rtp_packets_forwarded += sent
+        self._counters.rtp_bytes_forwarded += len(packet.payload) * sent
 
     def _feed_taps(self, packet: IncomingPacket) -> None:
         now = time.time()

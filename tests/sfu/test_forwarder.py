@@ -94,6 +94,19 @@ async def test_video_subscriber_starts_at_a_keyframe_with_contiguous_sequence() 
     assert {(p.ssrc, p.payload_type, p.timestamp, p.mid) for p in sent} == {(2222, 100, 9000, "4")}
 
 
+async def test_only_copies_that_left_count_as_forwarded() -> None:
+    track, _ = make_track()
+    subscribe(track)
+    counters = track._counters
+    track.forward(incoming(1, VP8_DELTA))  # the subscriber waits for a keyframe
+    assert counters.rtp_packets_forwarded == 0
+    track.forward(incoming(2, VP8_KEYFRAME_START))
+    assert (counters.rtp_packets_forwarded, counters.rtp_bytes_forwarded) == (
+        1,
+        len(VP8_KEYFRAME_START),
+    )
+
+
 async def test_packets_older_than_the_start_are_not_sent() -> None:
     track, _ = make_track()
     sink = subscribe(track)
