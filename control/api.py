@@ -123,14 +123,19 @@ class MeetingsApi:
         """An integrator vouches for a user (name, e-mail, role)."""
         self._guard.require_admin(request)
         join = parse_join(await self._body(request))
-        outcome = await self._admission.join(request.match_info["meeting_id"], join, guest=False)
-        return web.json_response(self._outcome(outcome))
+        meeting_id = request.match_info["meeting_id"]
+        # Placed first: with no node to host the meeting, nobody is admitted (503).
+        signaling_url = await self._context.signaling_url_for(meeting_id)
+        outcome = await self._admission.join(meeting_id, join, guest=False)
+        return web.json_response(self._outcome(outcome, signaling_url))
 
     async def guest_join(self, request: web.Request) -> web.Response:
         """Someone on the join page, with a name and maybe an invite."""
         join = parse_guest_join(await self._body(request))
-        outcome = await self._admission.join(request.match_info["meeting_id"], join, guest=True)
-        return web.json_response(self._outcome(outcome))
+        meeting_id = request.match_info["meeting_id"]
+        signaling_url = await self._context.signaling_url_for(meeting_id)
+        outcome = await self._admission.join(meeting_id, join, guest=True)
+        return web.json_response(self._outcome(outcome, signaling_url))
 
     async def validate_access(self, request: web.Request) -> web.Response:
         """Would this person be let in? Nothing is written."""
@@ -171,7 +176,7 @@ class MeetingsApi:
     def _meeting(self, meeting: Meeting) -> dict[str, Any]:
         return render_meeting(meeting, self._context.public_url)
 
-    def _outcome(self, outcome: JoinOutcome) -> dict[str, Any]:
+    def _outcome(self, outcome: JoinOutcome, signaling_url: str) -> dict[str, Any]:
         context = self._context
         participant = outcome.participant
         body: dict[str, Any] = {
@@ -182,7 +187,7 @@ class MeetingsApi:
             "role": participant.role,
             "status": "joined" if outcome.token is not None else "waiting",
             "control_token": outcome.control_token,
-            "signaling_url": context.signaling_url,
+            "signaling_url": signaling_url,
             "ice_servers": list(context.ice_servers),
         }
         if outcome.token is not None:

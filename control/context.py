@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,18 @@ class ControlContext:
     clock: Callable[[], datetime.datetime] = field(default=utc_now)
     # Webhooks and metrics (control.webhooks, control.metrics), added by create_app.
     event_listeners: list[EventListener] = field(default_factory=list)
+    # Cluster mode: meeting id -> the signaling URL of the node hosting it.
+    placement: Callable[[str], Awaitable[str]] | None = None
+
+    async def signaling_url_for(self, meeting_id: str) -> str:
+        """Where a participant of this meeting connects: the node hosting it.
+
+        One node (``townhall serve``): always ``signaling_url``. In a cluster
+        the placement decides (and may raise ``NoNodeAvailable``).
+        """
+        if self.placement is not None:
+            return await self.placement(meeting_id)
+        return self.signaling_url
 
     def publish(self, event: str, meeting_id: str | None, data: dict[str, Any]) -> None:
         """Tell integrators that something happened; never waits, never raises."""

@@ -183,7 +183,7 @@ class Lobby:
         return {
             "status": "joined",
             "token": token,
-            "signaling_url": context.signaling_url,
+            "signaling_url": await context.signaling_url_for(participant.meeting_id),
             "ice_servers": list(context.ice_servers),
         }
 

@@ -92,7 +92,13 @@ _INTEGER_KEYS = {"server.port"}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``townhall`` console script."""
-    args = parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["bench"]:
+        # The benchmark has its own parser (and --help); it is imported only here.
+        from benchmarks.bench import main as bench_main
+
+        return bench_main(arguments[1:])
+    args = parse_args(arguments)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -129,6 +135,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--public-url",
         metavar="URL",
         help="URL clients reach this server at (default http://HOST:PORT)",
+    )
+    commands.add_parser(
+        "bench",
+        help="measure an SFU under load (townhall bench --help)",
+        add_help=False,
     )
     serve.add_argument(
         "--log-level",

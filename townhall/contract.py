@@ -56,6 +56,12 @@ SFU -> client:
 ``speaking``            ``{participant_id, speaking}``  from audio levels, to room-mates
 ``error``               ``{code, message}``  (the socket is then closed when fatal)
 ``bye``                 ``{reason}``  the SFU ends this participant's session
+``reconnect``           ``{reason}``  this node gives the meeting up (draining with
+                        migration, or it lost the meeting's lease): the client
+                        asks the control plane where to go (``POST
+                        /api/v1/meetings/{id}/participants/{pid}/reconnect``)
+                        and joins there, republishing its tracks. A client does
+                        the same when the socket drops without ``bye``.
 
 ``participant`` is ``{participant_id, name, role, audio_muted, video_muted, room,
 speaking_s}``
