@@ -28,7 +28,9 @@
     ├── Gone                          gone                  410
     │   └── LinkExpired               link_expired          410
     ├── PayloadTooLarge               payload_too_large     413
-    └── RateLimited                   rate_limited          429  (Retry-After)
+    ├── RateLimited                   rate_limited          429  (Retry-After)
+    └── Unavailable                   unavailable           503  (Retry-After)
+        └── NoNodeAvailable           no_node_available     503  (Retry-After)
 
 An error may carry HTTP headers (``RateLimited`` sets ``Retry-After``).
 Anything else that escapes a handler is a bug: :func:`http_error` turns it
@@ -70,6 +72,8 @@ __all__ = [
     "RecordingNotFound",
     "Unauthorized",
     "UnknownField",
+    "Unavailable",
+    "NoNodeAvailable",
     "http_error",
 ]
 
@@ -221,6 +225,23 @@ class RateLimited(ControlError):
         return {"Retry-After": str(max(1, math.ceil(float(retry))))}
 
 
+class Unavailable(ControlError):
+    """A dependency (Redis, the SFU nodes) cannot be reached now; retry later."""
+
+    code = "unavailable"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        retry = self.details.get("retry_after_s", 1)
+        return {"Retry-After": str(max(1, math.ceil(float(retry))))}
+
+
+class NoNodeAvailable(Unavailable):
+    """No SFU node can host the meeting now (none serving, all full, or Redis unreachable)."""
+
+    code = "no_node_available"
+
+
 _STATUS: tuple[tuple[type[ControlError], int], ...] = (
     (BadRequest, 400),
     (Unauthorized, 401),
@@ -231,6 +252,7 @@ _STATUS: tuple[tuple[type[ControlError], int], ...] = (
     (Gone, 410),
     (PayloadTooLarge, 413),
     (RateLimited, 429),
+    (Unavailable, 503),
 )
 
 
