@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from townhall.contract import JoinRefused, ProtocolError, TokenError
+from townhall.contract import ControlUnavailable, JoinRefused, ProtocolError, TokenError
 
 
 class SfuError(Exception):
@@ -70,6 +70,8 @@ def error_reply(exc: BaseException) -> ErrorReply:
         return ErrorReply("unauthorized", str(exc), 4401)
     if isinstance(exc, JoinRefused):
         return ErrorReply("access_denied", str(exc), 4403)
+    if isinstance(exc, ControlUnavailable):
+        return ErrorReply("unavailable", str(exc), 4503)
     if isinstance(exc, Forbidden):
         return ErrorReply("forbidden", str(exc), None)
     if isinstance(exc, RoomFull):

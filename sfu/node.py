@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +47,9 @@ class SfuNode:
         # The control plane to tell about joins, leaves and chat; settable later,
         # since the composition root builds both planes.
         self.events = events
+        # Cluster mode: checks, before anyone joins, that this node hosts the
+        # meeting (raises MeetingElsewhere); None: one node, hosts everything.
+        self.admission: Callable[[str], Awaitable[None]] | None = None
         # Turns tapped tracks into files; None: this node cannot record.
         self.recorder: Recorder | None = None
         self.counters = MediaCounters()
@@ -208,11 +212,23 @@ class SfuNode:
         room = self.rooms.get(meeting_id)
         return await room.stop_recording() if room is not None else None
 
+    async def hand_over(self, meeting_id: str, reason: str) -> bool:
+        """Send a meeting's participants to wherever the control plane places it now.
+
+        Each gets ``reconnect`` (not ``bye``): clients rejoin on their own.
+        """
+        room = self.rooms.pop(meeting_id, None)
+        if room is None:
+            return False
+        await room.hand_over(reason)
+        return True
+
     async def close(self) -> None:
-        """Tell everyone the node is going away and release their connections."""
+        """The node is going away: everyone is told to reconnect (a restarted
+        server or another node takes them), and their connections are released."""
         if self._sampler is not None:
             self._sampler.cancel()
             self._sampler = None
-        for room in list(self.rooms.values()):
-            await room.close("server shutting down")
+        for meeting_id in list(self.rooms):
+            await self.hand_over(meeting_id, "server shutting down")
         self.rooms.clear()

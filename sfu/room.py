@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 SENDER_REPORT_INTERVAL_S = 1.0
 LEFT = "left"  # the reason when a participant leaves by itself
+MOVED = "moved"  # the reason when the meeting moves to another node (no ``bye``)
 
 
 class Room:
@@ -102,7 +103,7 @@ class Room:
             return
         del self.participants[participant.participant_id]
         participant.end_reason = reason
-        if reason != LEFT:
+        if reason not in (LEFT, MOVED):
             # Removed by someone else (a host, a new connection, the node closing): say why.
             participant.send({"type": "bye", "reason": reason})
         await participant.close()
@@ -272,6 +273,16 @@ class Room:
             for participant in list(self.participants.values()):
                 participant.subscriber.update_sender_reports()
         self._reports = None
+
+    async def hand_over(self, reason: str) -> None:
+        """Send everyone elsewhere: each gets ``reconnect`` (not ``bye``) and asks
+        the control plane where the meeting is now; the room closes here."""
+        await self.stop_recording(reason)
+        for participant in list(self.participants.values()):
+            participant.send({"type": "reconnect", "reason": reason})
+            await self.remove(participant, MOVED)
+        if self._reports is not None:
+            self._reports.cancel()
 
     async def close(self, reason: str) -> None:
         await self.stop_recording(reason)

@@ -12,7 +12,9 @@ from aiohttp import WSMsgType, web
 from townhall.contract import (
     JOIN_TIMEOUT_S,
     MAX_SIGNAL_FRAME_BYTES,
+    ControlUnavailable,
     JoinRefused,
+    MeetingElsewhere,
     TokenClaims,
     parse_client_message,
     verify_token,
@@ -63,6 +65,12 @@ async def _first_frame(ws: web.WebSocketResponse) -> str:
 
 
 async def _refuse(ws: web.WebSocketResponse, exc: BaseException) -> None:
+    if isinstance(exc, MeetingElsewhere):
+        # Not an error: the client asks the control plane where to go.
+        if not ws.closed:
+            await ws.send_json({"type": "reconnect", "reason": str(exc)})
+            await ws.close(code=4307, message=b"reconnect")
+        return
     reply = error_reply(exc)
     if reply.close_code == 1011:
         logger.exception("signaling failed", exc_info=exc)
@@ -84,6 +92,9 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
         if join["type"] != "join":
             raise SignalingError("the first frame must be 'join'")
         claims = verify_token(join["token"], node.token_secret)
+        if node.admission is not None:
+            # Cluster mode: does this node host the meeting (lease, draining)?
+            await node.admission(claims.meeting_id)
         # The control plane may still refuse (removed, blocked, meeting ended):
         # ask before anyone sees this participant join.
         reported = await _report_connected(node, claims.meeting_id, claims.participant_id)
@@ -129,7 +140,7 @@ async def _report_connected(node: SfuNode, meeting_id: str, participant_id: str)
         return False
     try:
         await node.events.participant_connected(meeting_id, participant_id)
-    except JoinRefused:
+    except (JoinRefused, ControlUnavailable):
         raise
     except Exception:  # noqa: BLE001 - media goes on without the report
         logger.exception("control plane failed to take a connect")

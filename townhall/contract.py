@@ -84,6 +84,8 @@ __all__ = [
     "CLIENT_MESSAGE_TYPES",
     "ChatRefused",
     "ControlEvents",
+    "ControlUnavailable",
+    "MeetingElsewhere",
     "MAX_CHAT_CHARS",
     "MediaPlane",
     "JOIN_TIMEOUT_S",
@@ -393,6 +395,23 @@ class JoinRefused(Exception):
 
     For example the participant was removed or blocked, or the meeting ended.
     The SFU closes the socket (4403 ``access_denied``) before ``joined``.
+    """
+
+
+class MeetingElsewhere(Exception):
+    """This node does not host the meeting: its lease is held by another node,
+    or this node is draining and takes no new meetings.
+
+    The SFU sends ``reconnect`` and closes the socket: the client asks the
+    control plane where the meeting is now.
+    """
+
+
+class ControlUnavailable(Exception):
+    """The control plane cannot be reached (cluster mode, Redis down).
+
+    The SFU refuses the connection (``unavailable``, close code 4503) rather
+    than admitting someone nobody checked; the client retries later.
     """
 
 
