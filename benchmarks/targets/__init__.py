@@ -10,19 +10,51 @@
   process so that it can count RTP packets without decoding.
 
 A load process gets the target as a :class:`TargetInfo` (JSON on its command
-line) and builds its clients with :func:`client_for`.
+line) and builds its clients with :func:`client_for`. The benchmark builds
+servers with :func:`server_for`, which imports a target's module only when it
+is asked for, so that a target whose module is missing fails with
+:class:`TargetUnavailable` and the others still run.
+
+Each target module ``benchmarks/targets/<kind>.py`` defines
+``<Kind>Server(options: Mapping[str, str] | None = None)`` (a
+:class:`TargetServer`) and ``<Kind>Client(info: TargetInfo)`` (a
+:class:`RoomClient`). ``options`` come from the command line
+(``--sfu janus:event_loops=2`` gives ``{"event_loops": "2"}``); a server
+rejects an option it does not know with ``ValueError``.
+
+What a client does with receivers: nothing but hand each to ``on_receiver``.
+The load process then either stops its decoder
+(``clients.python.aiortc_internals.stop_decoding``) and counts RTP on
+``receiver.transport``, or drains ``receiver.track`` to decode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiortc import MediaStreamTrack, RTCRtpReceiver
 
-__all__ = ["OnReceiver", "RoomClient", "TargetInfo", "TargetServer", "client_for"]
+__all__ = [
+    "KINDS",
+    "OnReceiver",
+    "RoomClient",
+    "TargetInfo",
+    "TargetServer",
+    "TargetUnavailable",
+    "client_for",
+    "server_for",
+]
+
+# Every kind of SFU the benchmark knows, in the order reports list them.
+KINDS = ("townhall", "relay", "janus")
+
+
+class TargetUnavailable(RuntimeError):
+    """The target's module is not there, or what it needs (e.g. Janus) is not installed."""
 
 # Called once per remote track: (receiver, kind "audio"|"video", publisher name).
 OnReceiver = Callable[[RTCRtpReceiver, str, str], None]
@@ -83,18 +115,28 @@ class RoomClient(Protocol):
         ...
 
 
+def _module(kind: str) -> object:
+    if kind not in KINDS:
+        raise ValueError(f"unknown SFU kind {kind!r} (known: {', '.join(KINDS)})")
+    try:
+        return importlib.import_module(f"{__name__}.{kind}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{kind}":
+            raise
+        raise TargetUnavailable(
+            f"target not available: {kind} (benchmarks/targets/{kind}.py is missing)"
+        ) from exc
+
+
+def server_for(kind: str, options: Mapping[str, str] | None = None) -> TargetServer:
+    """A new, not yet started server of ``kind``; TargetUnavailable if it cannot exist here."""
+    factory = getattr(_module(kind), f"{kind.capitalize()}Server")
+    server: TargetServer = factory(dict(options or {}))
+    return server
+
+
 def client_for(info: TargetInfo) -> RoomClient:
     """A new participant client for the target (in a load process)."""
-    if info.kind == "townhall":
-        from .townhall import TownhallClient
-
-        return TownhallClient(info)
-    if info.kind == "relay":
-        from .relay import RelayClient
-
-        return RelayClient(info)
-    if info.kind == "janus":
-        from .janus import JanusClient
-
-        return JanusClient(info)
-    raise ValueError(f"unknown SFU kind {info.kind!r}")
+    factory = getattr(_module(info.kind), f"{info.kind.capitalize()}Client")
+    client: RoomClient = factory(info)
+    return client
