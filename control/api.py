@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from townhall.contract import TokenClaims, TokenError, verify_token
+
 from .admission import Admission, JoinOutcome
 from .audit import AuditEntry, AuditLog
 from .auth import Guard
@@ -25,9 +27,11 @@ from .bodies import (
     read_json_object,
 )
 from .context import ControlContext, rfc3339
+from .errors import AccessDenied, Forbidden, MeetingEnded, ParticipantNotFound, Unauthorized
+from .lobby import join_pass
 from .meetings import Meetings
 from .params import page_parameters
-from .store import Invite, Meeting
+from .store import Invite, Meeting, Participant
 
 __all__ = ["MEETING", "MeetingsApi", "render_meeting"]
 
@@ -66,6 +70,7 @@ class MeetingsApi:
             web.post(f"{MEETING}/join", self.join),
             web.post(f"{MEETING}/validate-access", self.validate_access),
             web.post(f"{MEETING}/invites", self.create_invite),
+            web.post(f"{MEETING}/participants/{{participant_id}}/reconnect", self.reconnect),
             web.get(f"{MEETING}/audit", self.audit),
             web.post("/m/{meeting_id}/join", self.guest_join),
         ]
@@ -136,6 +141,56 @@ class MeetingsApi:
         signaling_url = await self._context.signaling_url_for(meeting_id)
         outcome = await self._admission.join(meeting_id, join, guest=True)
         return web.json_response(self._outcome(outcome, signaling_url))
+
+    async def reconnect(self, request: web.Request) -> web.Response:
+        """Someone already let in lost their node: a fresh join token and where to go now.
+
+        Authenticated with the participant's own control token (or a join
+        token still valid) or the API key. Writes nothing but the place kept
+        for the token's lifetime; audits nothing.
+        """
+        meeting_id = request.match_info["meeting_id"]
+        participant_id = request.match_info["participant_id"]
+        await self._reconnecting_caller(request, meeting_id, participant_id)
+        meeting = await self._context.meeting(meeting_id)
+        participant = await self._context.store.get_participant(meeting_id, participant_id)
+        if participant is None:
+            raise ParticipantNotFound.for_id(participant_id)
+        if meeting.status == "ended":
+            raise MeetingEnded(f"meeting '{meeting_id}' has ended", meeting_id=meeting_id)
+        await self._require_still_in(participant)
+        return web.json_response(await join_pass(self._context, participant))
+
+    async def _reconnecting_caller(
+        self, request: web.Request, meeting_id: str, participant_id: str
+    ) -> None:
+        """Let through the admin, or the participant themselves by control or join token."""
+        try:
+            caller = await self._guard.caller(request, meeting_id)
+        except Unauthorized as refusal:
+            claims = _join_token_claims(request, self._context.issuer.secret)
+            if claims is None:
+                raise refusal from None
+            if claims.meeting_id != meeting_id:
+                raise Forbidden(
+                    "this join token is for another meeting", meeting_id=meeting_id
+                ) from None
+            if claims.participant_id != participant_id:
+                raise Forbidden("a participant may only reconnect themselves") from None
+            return
+        if caller.participant is not None and caller.participant.id != participant_id:
+            raise Forbidden("a participant may only reconnect themselves")
+
+    async def _require_still_in(self, participant: Participant) -> None:
+        # "left": the socket dropped (or the server restarted); that is who reconnects.
+        if participant.status == "waiting":
+            raise Forbidden("you are still waiting in the lobby", status=participant.status)
+        if participant.status not in ("joined", "left"):
+            reason = participant.status_reason or "you are no longer in this meeting"
+            raise Forbidden(reason, status=participant.status)
+        policy = await self._context.policy(participant.meeting_id)
+        if policy.blocks(participant.email, participant.identity):
+            raise AccessDenied("you are blocked from this meeting", rule="blocked_users")
 
     async def validate_access(self, request: web.Request) -> web.Response:
         """Would this person be let in? Nothing is written."""
@@ -227,6 +282,17 @@ def render_meeting(meeting: Meeting, public_url: str) -> dict[str, Any]:
         "created_at": rfc3339(meeting.created_at),
         "updated_at": rfc3339(meeting.updated_at),
     }
+
+
+def _join_token_claims(request: web.Request, secret: str) -> TokenClaims | None:
+    """The claims of a valid join token sent as the bearer credential, else None."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    try:
+        return verify_token(credential.strip(), secret)
+    except TokenError:
+        return None
 
 
 def render_audit(entry: AuditEntry) -> dict[str, Any]:

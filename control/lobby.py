@@ -28,7 +28,7 @@ from .errors import (
 from .policy import permissions_for, policy_from_stored
 from .store import AdmissionSnapshot, Participant, Settlement
 
-__all__ = ["MAX_WAIT_S", "Lobby", "render_waiter"]
+__all__ = ["MAX_WAIT_S", "Lobby", "join_pass", "render_waiter"]
 
 MAX_WAIT_S = 30.0
 # An admitted waiter gets their join token on their next poll: keep their
@@ -169,38 +169,47 @@ class Lobby:
             return {"status": "waiting"}
         if participant.status != "joined":
             return {"status": "denied", "reason": participant.status_reason or "not let in"}
-        context = self._context
-        policy = await context.policy(participant.meeting_id)
-        token = context.issuer.join_token(
-            participant.meeting_id,
-            participant.id,
-            participant.identity,
-            participant.name,
-            participant.role,
-            permissions_for(participant.role, policy),
-        )
-        await self._hold_place(participant)
-        return {
-            "status": "joined",
-            "token": token,
-            "signaling_url": await context.signaling_url_for(participant.meeting_id),
-            "ice_servers": list(context.ice_servers),
-        }
+        return {"status": "joined", **await join_pass(self._context, participant)}
 
-    async def _hold_place(self, participant: Participant) -> None:
-        # The place is kept for as long as the join token just minted is valid.
-        context = self._context
-        now = context.clock()
-        expires = now + datetime.timedelta(seconds=context.issuer.join_ttl_s)
 
-        def change(current: Participant, snapshot: AdmissionSnapshot) -> Settlement:
-            if current.status != "joined":
-                return Settlement()
-            if current.token_expires_at is not None and current.token_expires_at >= expires:
-                return Settlement()
-            return Settlement(dataclasses.replace(current, token_expires_at=expires))
+async def join_pass(context: ControlContext, participant: Participant) -> dict[str, Any]:
+    """A fresh join token for someone let in, where to connect now, and the ICE servers.
 
-        await context.store.update_participant(participant.meeting_id, participant.id, change, now)
+    The meeting is placed first (in a cluster this may raise NoNodeAvailable,
+    and then nothing was minted). A ``joined`` participant's place is kept
+    for as long as the token is valid; nothing else changes.
+    """
+    signaling_url = await context.signaling_url_for(participant.meeting_id)
+    policy = await context.policy(participant.meeting_id)
+    token = context.issuer.join_token(
+        participant.meeting_id,
+        participant.id,
+        participant.identity,
+        participant.name,
+        participant.role,
+        permissions_for(participant.role, policy),
+    )
+    await _hold_place(context, participant)
+    return {
+        "token": token,
+        "signaling_url": signaling_url,
+        "ice_servers": list(context.ice_servers),
+    }
+
+
+async def _hold_place(context: ControlContext, participant: Participant) -> None:
+    # The place is kept for as long as the join token just minted is valid.
+    now = context.clock()
+    expires = now + datetime.timedelta(seconds=context.issuer.join_ttl_s)
+
+    def change(current: Participant, snapshot: AdmissionSnapshot) -> Settlement:
+        if current.status != "joined":
+            return Settlement()
+        if current.token_expires_at is not None and current.token_expires_at >= expires:
+            return Settlement()
+        return Settlement(dataclasses.replace(current, token_expires_at=expires))
+
+    await context.store.update_participant(participant.meeting_id, participant.id, change, now)
 
 
 def render_waiter(participant: Participant) -> dict[str, Any]:

@@ -10,7 +10,8 @@ else, and that answers carry the fields the schemas list. Schemas live in
 Every operation names the callers it accepts in ``x-townhall-scope``:
 ``admin`` (the API key), ``host`` (the key, or a host's control token for
 that meeting), ``participant`` (the key, or the control token of anyone in
-that meeting), ``self-or-host`` or ``public``.
+that meeting), ``self-or-host``, ``self`` (the key, or the participant's own
+control token or join token) or ``public``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from .params import MAX_PAGE_SIZE
 __all__ = ["openapi_document"]
 
 _JSON = "application/json"
-Scope = Literal["admin", "host", "participant", "self-or-host", "public"]
+Scope = Literal["admin", "host", "participant", "self-or-host", "self", "public"]
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "admin": [{"apiKey": []}],
     "host": [{"apiKey": []}, {"controlToken": []}],
     "participant": [{"apiKey": []}, {"controlToken": []}],
     "self-or-host": [{"apiKey": []}, {"controlToken": []}],
+    "self": [{"apiKey": []}, {"controlToken": []}, {"joinToken": []}],
     "public": [],
 }
 
@@ -364,6 +366,32 @@ _PATHS: dict[str, Any] = {
             body="Promotion",
         )
     ),
+    f"{_M}/participants/{{participant_id}}/reconnect": _participant_path(
+        post=_op(
+            "reconnectParticipant",
+            "Where to rejoin after the meeting's node went away, with a fresh join token.",
+            "self",
+            {
+                "200": _json(ref("Reconnection"), "Join again there with this token."),
+                "403": _error(
+                    "Another participant's token (`forbidden`), removed or denied "
+                    "(`forbidden`, `details.status`), or blocked (`access_denied`, "
+                    "`details.rule: blocked_users`)."
+                ),
+                "409": _ENDED,
+                "503": _error(
+                    "No node can host the meeting now (`no_node_available`); retry after "
+                    "`Retry-After` seconds."
+                ),
+            },
+            description=(
+                "For a client whose signaling socket dropped without `bye`, or that got "
+                "`reconnect`: the meeting is placed again (on another node when its node "
+                "died) and the participant gets a new join token for it. Nothing else "
+                "changes and nothing is audited."
+            ),
+        )
+    ),
     f"{_M}/chat": _meeting_path(
         post=_op(
             "postChat",
@@ -522,6 +550,13 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "bearerFormat": "JWT",
                     "description": "A participant's control token (`control_token` of a join): "
                     "acts for that participant on that meeting only, with their current role.",
+                },
+                "joinToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A participant's join token (`token` of a join), while "
+                    "valid: only to reconnect that participant.",
                 },
             },
             "schemas": {**SCHEMAS, **RECORDING_SCHEMAS, **OBSERVABILITY_SCHEMAS},

@@ -322,6 +322,21 @@ SCHEMAS: dict[str, Any] = {
         },
         ["status"],
     ),
+    "Reconnection": _object(
+        {
+            "token": {
+                "type": "string",
+                "description": "A fresh join token for the same participant.",
+            },
+            "signaling_url": {
+                "type": "string",
+                "format": "uri",
+                "description": "The signaling socket of the node that hosts the meeting now.",
+            },
+            "ice_servers": {"type": "array", "items": ref("IceServer")},
+        },
+        ["token", "signaling_url", "ice_servers"],
+    ),
     "Denial": _object({"reason": {"type": "string", "maxLength": REASON_MAX}}, [], closed=True),
     "Participant": _PARTICIPANT,
     "ParticipantList": _object({"participants": {"type": "array", "items": ref("Participant")}}),
