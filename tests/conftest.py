@@ -216,3 +216,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TownhallServer]
         yield running
     finally:
         stop_server(running)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A real ``redis-server`` on a free 127.0.0.1 port (tests/redis_server.py), per test.
+
+    Skipped where redis-server is missing, failed in CI (``require_in_ci``).
+    """
+    from tests.redis_server import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        require_in_ci("redis-server is not installed")
+    running = RedisServer.start(tmp_path / "redis")
+    try:
+        yield running
+    finally:
+        running.kill()
