@@ -1,0 +1,191 @@
+"""The ``relay`` target: 1 publisher and 2 subscribers through the MediaRelay reference SFU.
+
+One subscriber joins before the publisher (it learns of it by long-polling),
+one after. Both must receive audio and video at about the rate the publisher
+sends. `measure_room` is shared with the Janus target's test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.contrib.media import MediaBlackhole
+
+from benchmarks.clip import (
+    ClipSettings,
+    EncodedAudioTrack,
+    EncodedClip,
+    EncodedVideoTrack,
+    encode_clip,
+)
+from benchmarks.targets import RoomClient, TargetServer, client_for
+from benchmarks.targets.relay import RelayServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+WINDOW_S = 3.0
+READY_TIMEOUT_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def small_clip() -> EncodedClip:
+    """A small clip (320x180, 300 kbps), so that the relay's re-encoding stays cheap."""
+    return encode_clip(ClipSettings(seconds=2.0, width=320, height=180, video_bitrate=300_000))
+
+
+@dataclass
+class Received:
+    """One subscriber's receivers, by kind."""
+
+    name: str
+    receivers: list[tuple[RTCRtpReceiver, str, str]] = field(default_factory=list)
+    # aiortc decodes what it receives; the frames are read and dropped.
+    sink: MediaBlackhole = field(default_factory=MediaBlackhole)
+
+    def on_receiver(self, receiver: RTCRtpReceiver, kind: str, publisher: str) -> None:
+        self.receivers.append((receiver, kind, publisher))
+        self.sink.addTrack(receiver.track)
+
+    async def packets(self) -> dict[str, int]:
+        counts = {"audio": 0, "video": 0}
+        for receiver, kind, _publisher in self.receivers:
+            for stats in (await receiver.getStats()).values():
+                if stats.type == "inbound-rtp":
+                    counts[kind] += stats.packetsReceived
+        return counts
+
+
+async def sent_packets(pc: RTCPeerConnection) -> dict[str, int]:
+    counts = {"audio": 0, "video": 0}
+    for sender in pc.getSenders():
+        assert sender.track is not None
+        for stats in (await sender.getStats()).values():
+            if stats.type == "outbound-rtp":
+                counts[sender.track.kind] += stats.packetsSent
+    return counts
+
+
+@dataclass
+class RoomRates:
+    """Packets per second over one window: sent by the publisher, received per subscriber."""
+
+    sent: dict[str, float]
+    received: dict[str, dict[str, float]]  # subscriber -> kind -> packets/s
+    video_frames_per_s: float
+    publishers_seen: set[str]
+
+
+async def _until(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
+        await asyncio.sleep(0.2)
+
+
+async def measure_room(server: TargetServer, work_dir: Path, clip: EncodedClip) -> RoomRates:
+    """Start ``server``, run 1 publisher + 2 subscribers, measure a window, stop everything."""
+    clients: list[RoomClient] = []
+    await server.start(work_dir)
+    try:
+        room = await server.create_room("smoke")
+        early, late = Received("early"), Received("late")
+        subscriber = client_for(server.info)
+        clients.append(subscriber)
+        await subscriber.join(room, early.name, [], True, early.on_receiver)
+        publisher = client_for(server.info)
+        clients.append(publisher)
+        video = EncodedVideoTrack(clip)
+        await publisher.join(room, "publisher", [video, EncodedAudioTrack(clip)], False,
+                             lambda *_: None)
+        subscriber = client_for(server.info)
+        clients.append(subscriber)
+        await subscriber.join(room, late.name, [], True, late.on_receiver)
+        subscribers = (early, late)
+
+        async def everyone_receives() -> bool:
+            for received in subscribers:
+                counts = await received.packets()
+                if min(counts.values()) == 0:
+                    return False
+            return True
+
+        await _until(everyone_receives, READY_TIMEOUT_S, "audio and video at both subscribers")
+        publish_pc: RTCPeerConnection = publisher.publish_pc  # type: ignore[attr-defined]
+        sent_before, frames_before = await sent_packets(publish_pc), video.frames_sent
+        received_before = {r.name: await r.packets() for r in subscribers}
+        started = time.monotonic()
+        await asyncio.sleep(WINDOW_S)
+        elapsed = time.monotonic() - started
+        sent_after, frames_after = await sent_packets(publish_pc), video.frames_sent
+        received_after = {r.name: await r.packets() for r in subscribers}
+        return RoomRates(
+            sent={k: (sent_after[k] - sent_before[k]) / elapsed for k in sent_after},
+            received={
+                name: {k: (after[k] - received_before[name][k]) / elapsed for k in after}
+                for name, after in received_after.items()
+            },
+            video_frames_per_s=(frames_after - frames_before) / elapsed,
+            publishers_seen={p for r in subscribers for _, _, p in r.receivers},
+        )
+    finally:
+        await asyncio.gather(*(c.leave() for c in clients), return_exceptions=True)
+        await server.stop()
+
+
+def assert_near(measured: float, expected: float, tolerance: float, what: str) -> None:
+    assert abs(measured - expected) <= tolerance * expected, (
+        f"{what}: {measured:.1f}/s, expected {expected:.1f}/s ± {tolerance:.0%}"
+    )
+
+
+async def test_two_subscribers_receive_the_relayed_tracks(
+    tmp_path: Path, small_clip: EncodedClip
+) -> None:
+    server = RelayServer()
+    rates = await measure_room(server, tmp_path, small_clip)
+    print(f"relay: {rates}")
+
+    assert rates.publishers_seen == {"publisher"}
+    assert_near(rates.sent["audio"], 50.0, 0.15, "audio sent")  # one Opus packet per 20 ms
+    assert_near(rates.video_frames_per_s, small_clip.fps, 0.15, "video frames sent")
+    for name, received in rates.received.items():
+        assert_near(received["audio"], rates.sent["audio"], 0.15, f"{name} audio")
+        # Re-encoded per subscriber: as many packets as the relay's own encoder
+        # makes, at least about one per frame, and not a flood.
+        assert rates.video_frames_per_s * 0.7 <= received["video"], (name, rates)
+        assert received["video"] <= rates.sent["video"] * 5, (name, rates)
+    assert server.pids() == []
+
+
+async def test_the_relay_sfu_refuses_bad_requests(tmp_path: Path) -> None:
+    server = RelayServer()
+    await server.start(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = server.info.base_url
+            async with http.post(base + "/rooms/nope/publishers", json={"sdp": "x"}) as answer:
+                assert answer.status == 404
+                assert (await answer.json())["error"]["code"] == "room_not_found"
+            room = await server.create_room("bad")
+            async with http.post(f"{base}/rooms/{room}/publishers", data=b"{not json") as answer:
+                assert answer.status == 400
+                assert (await answer.json())["error"]["code"] == "bad_json"
+            async with http.post(f"{base}/rooms/{room}/publishers", json={"sdp": 5}) as answer:
+                assert answer.status == 400
+                assert (await answer.json())["error"]["code"] == "bad_field"
+            async with http.post(f"{base}/rooms/{room}/subscribers", json={}) as answer:
+                assert answer.status == 409
+                assert (await answer.json())["error"]["code"] == "nothing_to_subscribe"
+            async with http.get(f"{base}/rooms/{room}/publishers?since=x") as answer:
+                assert answer.status == 400
+    finally:
+        await server.stop()
+    assert server.pids() == []
