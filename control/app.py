@@ -37,6 +37,7 @@ from .archive import DetachedArchive, RecordingArchive
 from .auth import ApiKeyGuard, Guard
 from .breakout import Breakouts
 from .chat import Chat
+from .cluster import NodeDirectory
 from .context import ControlContext, utc_now
 from .errors import (
     BadRequest,
@@ -99,12 +100,19 @@ def create_app(
     archive: RecordingArchive | None = None,
     *,
     clock: Callable[[], datetime.datetime] = utc_now,
+    placement: Callable[[str], Awaitable[str]] | None = None,
+    nodes: NodeDirectory | None = None,
+    media_in_process: bool = True,
 ) -> web.Application:
     """The control plane as an aiohttp application; the store opens with the app.
 
-    ``media``: the SFU node hosting the meetings, in the same process. None:
-    no media plane is attached (nobody can be connected). ``archive``: the
-    recorder's files (downloads, erasure, retention); None: no recorder.
+    ``media``: the SFU node hosting the meetings, in the same process, or the
+    cluster's nodes (``media_in_process=False``: their participants stay
+    connected while this process restarts). None: no media plane is attached
+    (nobody can be connected). ``archive``: the recorder's files (downloads,
+    erasure, retention); None: no recorder. ``placement``: where each
+    meeting's participants connect (default: ``config.signaling_url``);
+    ``nodes``: the node registry the admin API lists and drains.
     """
     store = store or SqliteStore(config.database_path)
     context = ControlContext(
@@ -116,6 +124,8 @@ def create_app(
         signaling_url=config.signaling_url,
         ice_servers=config.ice_servers,
         clock=clock,
+        placement=placement,
+        nodes=nodes,
     )
     guard = Guard(config.api_key, config.token_secret, store)
     lobby = Lobby(context)
@@ -188,7 +198,7 @@ def create_app(
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
-        if media is not None:
+        if media is not None and media_in_process:
             # The media plane runs in this process: after a restart nobody is
             # connected, whatever the store last heard, and nothing is recorded.
             await store.disconnect_everyone()

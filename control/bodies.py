@@ -35,6 +35,7 @@ __all__ = [
     "parse_breakout_plan",
     "parse_chat_post",
     "parse_denial",
+    "parse_drain",
     "parse_guest_join",
     "parse_invite",
     "parse_join",
@@ -266,6 +267,11 @@ def parse_removal(body: dict[str, Any]) -> Removal:
     """Validate ``POST .../participants/{pid}/remove``."""
     fields = _Fields(body, ("block", "reason"))
     return Removal(block=fields.boolean("block", False), reason=fields.text("reason", REASON_MAX))
+
+
+def parse_drain(body: dict[str, Any]) -> bool:
+    """Validate ``POST /api/v1/nodes/{id}/drain``: whether to migrate now."""
+    return _Fields(body, ("migrate",)).boolean("migrate", False)
 
 
 def parse_promotion(body: dict[str, Any]) -> Role:

@@ -11,6 +11,7 @@ from typing import Any
 
 from townhall.contract import MediaPlane
 
+from .cluster import NodeDirectory
 from .errors import MeetingNotFound
 from .policy import Policy, policy_from_stored
 from .store import Meeting, SqliteStore
@@ -47,8 +48,10 @@ class ControlContext:
     clock: Callable[[], datetime.datetime] = field(default=utc_now)
     # Webhooks and metrics (control.webhooks, control.metrics), added by create_app.
     event_listeners: list[EventListener] = field(default_factory=list)
-    # Cluster mode: meeting id -> the signaling URL of the node hosting it.
+    # Meeting id -> the signaling URL of the node hosting it (None: signaling_url).
     placement: Callable[[str], Awaitable[str]] | None = None
+    # The SFU nodes, as the admin API lists and drains them (None: not known).
+    nodes: NodeDirectory | None = None
 
     async def signaling_url_for(self, meeting_id: str) -> str:
         """Where a participant of this meeting connects: the node hosting it.

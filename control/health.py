@@ -9,9 +9,13 @@
 * ``GET /api/v1/meetings/{id}/health`` (host): whether media is flowing
   (someone's packets are moving) and who has a poor link: an audio or video
   score under ``MIN_QUALITY``, or loss over ``MAX_LOSS`` either way.
-* ``GET /api/v1/nodes`` and ``GET /api/v1/alerts`` (admin): the node's load and
-  counters, and the alert rules with the alerts pending or firing now (what
-  the ``/admin`` page draws).
+* ``GET /api/v1/nodes`` and ``GET /api/v1/alerts`` (admin): the nodes' state,
+  region, load, counters and last heartbeat (from the registry, in a cluster
+  or in ``townhall serve``), and the alert rules with the alerts pending or
+  firing now (what the ``/admin`` page draws). ``POST
+  /api/v1/nodes/{id}/drain`` (admin): the node takes no new meetings (with
+  ``migrate``, its participants move to other nodes now) and exits when empty.
+* ``/readyz`` also checks the node registry (Redis in a cluster) when there is one.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from aiohttp import web
 
 from .alerts import Alert, AlertRule
 from .auth import Guard
+from .bodies import parse_drain, read_json_object
 from .context import ControlContext, rfc3339
 from .database import timestamp
+from .errors import ControlError, NotFound
 from .telemetry import NodeTelemetry
 
 __all__ = ["MAX_LOSS", "MIN_QUALITY", "HealthApi", "meeting_health"]
@@ -36,6 +42,7 @@ READY_TIMEOUT_S = 2.0
 MIN_QUALITY = 3.0
 MAX_LOSS = 0.05
 NODE_ID = "local"
+MAX_DRAIN_BODY_BYTES = 1024
 
 
 class HealthApi:
@@ -64,6 +71,7 @@ class HealthApi:
             web.get(f"{meeting}/metrics", self.meeting_metrics),
             web.get(f"{meeting}/health", self.meeting_health),
             web.get("/api/v1/nodes", self.nodes),
+            web.post("/api/v1/nodes/{node_id}/drain", self.drain),
             web.get("/api/v1/alerts", self.alert_list),
         ]
 
@@ -72,6 +80,8 @@ class HealthApi:
 
     async def readyz(self, request: web.Request) -> web.Response:
         checks = {"store": await self._check_store(), "media": self._check_media()}
+        if self._context.nodes is not None:
+            checks["registry"] = await self._check_registry()
         ready = all(check["status"] == "ok" for check in checks.values())
         return web.json_response(
             {"status": "ok" if ready else "unavailable", "checks": checks},
@@ -118,6 +128,15 @@ class HealthApi:
 
     async def nodes(self, request: web.Request) -> web.Response:
         self._guard.require_admin(request)
+        sampled_at = rfc3339(self._context.clock())
+        directory = self._context.nodes
+        if directory is not None:
+            listed = await directory.describe()
+            if self._telemetry.attached and len(listed) == 1:
+                # One node in this very process: the host's numbers are its own.
+                listed[0]["memory_percent"] = self._telemetry.host.memory_percent()
+                listed[0]["recorder"] = self._telemetry.recorder()
+            return web.json_response({"nodes": listed, "sampled_at": sampled_at})
         telemetry = self._telemetry
         stats = telemetry.node_stats()
         up = stats is not None and telemetry.attached
@@ -138,7 +157,17 @@ class HealthApi:
             "memory_percent": telemetry.host.memory_percent(),
             "recorder": telemetry.recorder(),
         }
-        return web.json_response({"nodes": [node], "sampled_at": rfc3339(self._context.clock())})
+        return web.json_response({"nodes": [node], "sampled_at": sampled_at})
+
+    async def drain(self, request: web.Request) -> web.Response:
+        self._guard.require_admin(request)
+        body = await read_json_object(request, MAX_DRAIN_BODY_BYTES, allow_empty=True)
+        migrate = parse_drain(body)
+        directory = self._context.nodes
+        if directory is None:
+            raise NotFound("this server has no node registry")
+        node_id = request.match_info["node_id"]
+        return web.json_response(await directory.drain(node_id, migrate), status=202)
 
     async def alert_list(self, request: web.Request) -> web.Response:
         self._guard.require_admin(request)
@@ -175,6 +204,19 @@ class HealthApi:
                 " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
                 (timestamp(self._context.clock()),),
             )
+
+    async def _check_registry(self) -> dict[str, Any]:
+        assert self._context.nodes is not None
+        try:
+            nodes = await asyncio.wait_for(self._context.nodes.describe(), READY_TIMEOUT_S)
+        except TimeoutError:
+            return {"status": "unavailable", "error": f"no answer within {READY_TIMEOUT_S:g} s"}
+        except ControlError as exc:
+            return {"status": "unavailable", "error": exc.message}
+        serving = sum(1 for node in nodes if node["state"] == "serving")
+        if not serving:
+            return {"status": "unavailable", "error": "no SFU node is serving", "nodes": 0}
+        return {"status": "ok", "nodes": serving}
 
     def _check_media(self) -> dict[str, Any]:
         telemetry = self._telemetry

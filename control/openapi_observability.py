@@ -155,8 +155,30 @@ OBSERVABILITY_SCHEMAS: dict[str, Any] = {
     "Node": _object(
         {
             "node_id": _STRING,
-            "state": {"enum": ["serving", "down"]},
+            "state": {
+                "enum": ["serving", "draining", "down"],
+                "description": "draining: takes no new meetings, exits when empty; down: its "
+                "record is still registered but its process is gone (or not attached).",
+            },
             "signaling_url": _STRING,
+            "region": _STRING,
+            "capacity": _object(
+                {
+                    "max_participants": {"type": ["integer", "null"]},
+                    "max_forwarded_pps": _NULLABLE_NUMBER,
+                    "load_fraction": {
+                        **_NUMBER,
+                        "description": "The largest used fraction of the configured capacities.",
+                    },
+                }
+            ),
+            "hosting": {
+                "type": "array",
+                "items": _STRING,
+                "description": "Ids of the meetings whose lease the node holds.",
+            },
+            "last_heartbeat_at": {**_NUMBER, "description": "Unix time of the last heartbeat."},
+            "heartbeat_age_s": _NUMBER,
             "uptime_s": _NUMBER,
             "meetings": _INTEGER,
             "participants": _INTEGER,
@@ -181,6 +203,32 @@ OBSERVABILITY_SCHEMAS: dict[str, Any] = {
                 "type": ["object", "null"],
                 "description": "The recorder's queue and lag (null: no recorder here).",
             },
+        },
+        [
+            "node_id",
+            "state",
+            "signaling_url",
+            "meetings",
+            "participants",
+            "tracks",
+            "forwarded_packets_per_s",
+        ],
+    ),
+    "NodeDrain": _object(
+        {
+            "migrate": {
+                "type": "boolean",
+                "description": "Move the node's participants to other nodes now (they "
+                "reconnect on their own) instead of waiting for its meetings to end.",
+            }
+        },
+        [],
+    ),
+    "NodeDraining": _object(
+        {
+            "node_id": _STRING,
+            "state": {"enum": ["draining"]},
+            "meetings": {**_INTEGER, "description": "Meetings still on the node."},
         }
     ),
     "AlertList": _object(
@@ -352,6 +400,21 @@ OBSERVABILITY_PATHS: dict[str, Any] = {
             "admin",
             {"200": _json(ref("NodeList"), "One entry per node.")},
         )
+    },
+    "/api/v1/nodes/{node_id}/drain": {
+        "parameters": [{"name": "node_id", "in": "path", "required": True, "schema": _STRING}],
+        "post": _op(
+            "drainNode",
+            "Stop placing meetings on a node; it exits when its last meeting ends.",
+            "admin",
+            {
+                "202": _json(ref("NodeDraining"), "The node is draining."),
+                "404": _error("No such node."),
+                "503": _error("The registry or the node cannot be reached."),
+            },
+            body="NodeDrain",
+            optional_body=True,
+        ),
     },
     "/api/v1/alerts": {
         "get": _op(
