@@ -62,6 +62,7 @@ NODE_TTL_S = 6.0
 LEASE_TTL_S = 10.0
 # No registry call waits longer than this for Redis (retries included).
 OP_TIMEOUT_S = 1.0
+MAX_CONNECTIONS = 64
 NODE_STATES = ("serving", "draining")
 NodeState = Literal["serving", "draining"]
 
@@ -93,8 +94,12 @@ def connect(url: str) -> aioredis.Redis:
         raise ValueError(f"Redis URL {url!r}: no host (for example redis://127.0.0.1:6379/0)")
     try:
         parsed.port  # noqa: B018 - raises ValueError on a bad port
-        client = aioredis.from_url(
+        # A blocking pool: a burst of joins waits (within OP_TIMEOUT_S) for a free
+        # connection rather than failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=OP_TIMEOUT_S,
             socket_connect_timeout=OP_TIMEOUT_S,
             socket_timeout=OP_TIMEOUT_S,
             health_check_interval=int(HEARTBEAT_INTERVAL_S),
@@ -105,6 +110,7 @@ def connect(url: str) -> aioredis.Redis:
         )
     except ValueError as exc:
         raise ValueError(f"Redis URL {url!r}: {exc}") from exc
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 
