@@ -9,8 +9,9 @@ by compare-and-set, so that a meeting is never hosted on two nodes.
 
 :class:`Registry` is the interface, with two implementations:
 
-* :class:`RedisRegistry` for a cluster (keys ``townhall:node:{id}`` and
-  ``townhall:lease:{meeting_id}``, compare-and-set in Lua). A node is *alive*
+* :class:`RedisRegistry` for a cluster (keys ``townhall:node:{id}``, indexed
+  by the set ``townhall:nodes``, and ``townhall:lease:{meeting_id}``;
+  compare-and-set in Lua; standalone Redis, not Redis Cluster). A node is *alive*
   when its record exists and its process is subscribed to
   :func:`rpc_channel` (``PUBSUB NUMSUB``): a SIGKILLed process's connection
   drops at once, so death shows long before the record's TTL runs out.
@@ -67,6 +68,7 @@ NODE_STATES = ("serving", "draining")
 NodeState = Literal["serving", "draining"]
 
 NODE_KEY = "townhall:node:"
+NODE_INDEX_KEY = "townhall:nodes"  # a set of node ids, so nodes() need not SCAN the leases
 LEASE_KEY = "townhall:lease:"
 COUNTER_KEY = "townhall:counter:"
 RPC_CHANNEL = "townhall:rpc:"
@@ -330,6 +332,22 @@ RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
+# KEYS[1]: the node index; ARGV[1]: the record key prefix. Returns id, record, id,
+# record...; drops ids whose record expired. (Record keys are built here, not
+# declared: standalone Redis only, as is everything in this module.)
+NODES_LUA = """
+local found = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local record = redis.call('GET', ARGV[1] .. id)
+  if record then
+    found[#found + 1] = id
+    found[#found + 1] = record
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return found
+"""
 # Errors Redis answers while it cannot serve: the registry is unavailable, not wrong.
 UNAVAILABLE_REPLIES = ("LOADING", "MISCONF", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
@@ -340,6 +358,7 @@ class RedisRegistry:
     def __init__(self, redis: aioredis.Redis, node_ttl_s: float = NODE_TTL_S) -> None:
         self.redis = redis
         self.node_ttl_s = node_ttl_s
+        self._nodes = redis.register_script(NODES_LUA)
         self._renew = redis.register_script(RENEW_LUA)
         self._claim = redis.register_script(CLAIM_LUA)
         self._move = redis.register_script(MOVE_LUA)
@@ -375,27 +394,26 @@ class RedisRegistry:
                 log.warning("skipping malformed registry record %s: %s", key, exc)
             return None
 
-    async def _scan(self, prefix: str) -> list[tuple[str, str]]:
-        """(key, value) of every key under ``prefix``."""
-        keys = [key async for key in self.redis.scan_iter(match=prefix + "*", count=500)]
-        if not keys:
-            return []
-        values = await self.redis.mget(keys)
-        return [(str(k), str(v)) for k, v in zip(keys, values, strict=True) if v is not None]
-
     async def register(self, record: NodeRecord) -> None:
+        ttl = _ttl_ms(self.node_ttl_s)
         async with self._redis("register"):
-            ttl = _ttl_ms(self.node_ttl_s)
-            await self.redis.set(NODE_KEY + record.node_id, record.to_json(), px=ttl)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(NODE_KEY + record.node_id, record.to_json(), px=ttl)
+            pipe.sadd(NODE_INDEX_KEY, record.node_id)
+            await pipe.execute()
 
     async def deregister(self, node_id: str) -> None:
         async with self._redis("deregister"):
-            await self.redis.delete(NODE_KEY + node_id)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.delete(NODE_KEY + node_id)
+            pipe.srem(NODE_INDEX_KEY, node_id)
+            await pipe.execute()
 
     async def nodes(self) -> list[NodeRecord]:
         async with self._redis("nodes"):
-            found = await self._scan(NODE_KEY)
-        records = [self._parse(key, text) for key, text in found]
+            found = await self._nodes(keys=[NODE_INDEX_KEY], args=[NODE_KEY])
+        pairs = zip(found[0::2], found[1::2], strict=True)
+        records = [self._parse(NODE_KEY + str(node_id), str(text)) for node_id, text in pairs]
         return sorted((r for r in records if r is not None), key=lambda r: r.node_id)
 
     async def live_nodes(self) -> list[NodeRecord]:
@@ -458,8 +476,10 @@ class RedisRegistry:
 
     async def owned(self, node_id: str) -> list[str]:
         async with self._redis("owned"):
-            found = await self._scan(LEASE_KEY)
-        return sorted(key[len(LEASE_KEY) :] for key, owner in found if owner == node_id)
+            keys = [k async for k in self.redis.scan_iter(match=LEASE_KEY + "*", count=1000)]
+            owners = await self.redis.mget(keys) if keys else []
+        mine = (k for k, owner in zip(keys, owners, strict=True) if owner == node_id)
+        return sorted(str(key)[len(LEASE_KEY) :] for key in mine)
 
     async def next_counter(self, name: str) -> int:
         async with self._redis("counter"):

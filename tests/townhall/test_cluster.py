@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from townhall.cluster import (
     LEASE_KEY,
+    NODE_INDEX_KEY,
     NODE_KEY,
     LocalRegistry,
     NodeLoad,
@@ -308,10 +309,23 @@ async def test_a_malformed_record_in_redis_is_skipped_and_logged(
     await registry.register(record("node-a"))
     await redis_client.set(NODE_KEY + "node-bad", '{"node_id": "node-bad", "state": "zombie"}')
     await redis_client.set(NODE_KEY + "node-junk", "not json")
+    await redis_client.sadd(NODE_INDEX_KEY, "node-bad", "node-junk")
     with caplog.at_level(logging.WARNING, logger="townhall.cluster"):
         assert [r.node_id for r in await registry.nodes()] == ["node-a"]
         assert await registry.node("node-junk") is None
     assert "skipping malformed registry record townhall:node:" in caplog.text
+
+
+async def test_the_node_index_forgets_expired_records(redis_client: aioredis.Redis) -> None:
+    registry = RedisRegistry(redis_client, node_ttl_s=TTL_S)
+    await registry.register(record("node-a"))
+    await registry.register(record("node-b"))
+    assert await redis_client.smembers(NODE_INDEX_KEY) == {"node-a", "node-b"}
+    await registry.deregister("node-b")
+    assert await redis_client.smembers(NODE_INDEX_KEY) == {"node-a"}
+    await asyncio.sleep(TTL_S + 0.1)
+    assert await registry.nodes() == []
+    assert await redis_client.smembers(NODE_INDEX_KEY) == set()
 
 
 # --- leases ------------------------------------------------------------------------------
