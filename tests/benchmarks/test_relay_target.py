@@ -80,6 +80,7 @@ class RoomRates:
     received: dict[str, dict[str, float]]  # subscriber -> kind -> packets/s
     video_frames_per_s: float
     publishers_seen: set[str]
+    clients: list[RoomClient]  # early subscriber, publisher, late subscriber (they have left)
 
 
 async def _until(condition: Any, timeout_s: float, what: str) -> None:
@@ -134,6 +135,7 @@ async def measure_room(server: TargetServer, work_dir: Path, clip: EncodedClip) 
             },
             video_frames_per_s=(frames_after - frames_before) / elapsed,
             publishers_seen={p for r in subscribers for _, _, p in r.receivers},
+            clients=clients,
         )
     finally:
         await asyncio.gather(*(c.leave() for c in clients), return_exceptions=True)
