@@ -28,50 +28,50 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 from aiohttp import web
 
 import clients
-from control import CONTROL_EVENTS, ControlConfig, Policy, create_app
-from control.alerts import AlertRule, AlertsConfig
+from control import CONTROL_EVENTS, create_app
 from control.app import RECORDING_EVENTS, TELEMETRY
-from control.notify import RetryPolicy, SmtpConfig, WebhookTarget
-from control.recording_options import RecordingRequest
-from control.webhooks import WebhookEndpoint, WebhooksConfig
+from control.cluster import NodeDirectory
+from control.placement import Placement
 from recorder.archive import StorageArchive
-from recorder.captions import CaptionConfig
-from recorder.config import RecorderConfig
-from recorder.pipeline import RecordingPipeline
-from recorder.storage import LocalStorage
-from recorder.summary import LlmConfig
-from recorder.transcription import TranscriptionConfig
-from sfu.config import IceServer
+from sfu.agent import AgentConfig, NodeAgent
 from sfu.node import SfuNode
-from townhall.contract import SIGNALING_PATH
+from townhall.cluster import LocalRegistry
 
 from .config import (
-    AlertSettings,
+    PLACEMENT_STRATEGIES,
     Config,
     ConfigError,
-    PolicyConfig,
-    RecorderSettings,
     Secrets,
-    SmtpSettings,
-    WebhookSettings,
     load_config,
     load_or_create_secrets,
 )
+from .control_process import build_control_app
+from .control_setup import _alerts, _smtp, _webhooks, control_config, signaling_url
+from .node_process import drain_node, run_node
+from .recording_setup import recorder_config, recording_pipeline, storage_for
 
-__all__ = ["build_app", "main", "parse_args", "resolve_config"]
+__all__ = [
+    "AGENT",
+    "_alerts",
+    "_smtp",
+    "_webhooks",
+    "build_app",
+    "main",
+    "parse_args",
+    "resolve_config",
+]
 
 log = logging.getLogger("townhall")
 
-Level = Literal["host", "all", "none"]
-
-# Where SfuNode serves its signaling WebSocket (see its class docstring).
+# The embedded node's agent on the app of `townhall serve` (its node id is "local").
+AGENT = web.AppKey("agent", NodeAgent)
+LOCAL_NODE_ID = "local"
 
 # Environment variable -> config key. Flags win over these, these over the file.
 ENVIRONMENT: dict[str, str] = {
@@ -80,6 +80,10 @@ ENVIRONMENT: dict[str, str] = {
     "TOWNHALL_PORT": "server.port",
     "TOWNHALL_DATA_DIR": "server.data_dir",
     "TOWNHALL_PUBLIC_URL": "server.public_url",
+    "TOWNHALL_REDIS_URL": "cluster.redis_url",
+    "TOWNHALL_REGION": "cluster.region",
+    "TOWNHALL_NODE_ID": "cluster.node_id",
+    "TOWNHALL_TOKEN_SECRET": "auth.token_secret",
     # Secrets kept out of config files.
     "TOWNHALL_RECORDING_KEY": "recorder.encryption_key",
     "TOWNHALL_LLM_API_KEY": "recorder.llm_api_key",
@@ -87,7 +91,8 @@ ENVIRONMENT: dict[str, str] = {
     "TOWNHALL_WEBHOOK_SECRET": "webhooks.secret",
     "TOWNHALL_METRICS_TOKEN": "metrics.bearer_token",
 }
-_INTEGER_KEYS = {"server.port"}
+_INTEGER_KEYS = {"server.port", "cluster.max_participants"}
+_NUMBER_KEYS = {"cluster.max_forwarded_pps"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,11 +110,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         config = resolve_config(args, os.environ)
+        if args.command in ("control", "node") and config.cluster.redis_url is None:
+            raise ConfigError(
+                f"townhall {args.command} needs Redis: --redis URL "
+                "(or TOWNHALL_REDIS_URL, or cluster.redis_url)"
+            )
+        if getattr(args, "node_command", None) == "drain":
+            assert config.cluster.redis_url is not None
+            return asyncio.run(drain_node(config.cluster.redis_url, args.node_id, args.migrate))
         secrets = load_or_create_secrets(config.auth, config.server.data_dir)
     except ConfigError as exc:
         print(f"townhall: configuration error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config, secrets))
+    if args.command == "node":
+        return asyncio.run(run_node(config, secrets))
+    return asyncio.run(_serve(config, secrets, cluster=args.command == "control"))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -120,34 +135,102 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    overrides = f"Flags override environment variables ({', '.join(ENVIRONMENT)}), which "
+    overrides += "override the config file."
     serve = commands.add_parser(
         "serve",
         help="run the control plane and one SFU node in one process",
         description="Run everything in one process: REST API, join pages, one SFU node, "
-        "SQLite under the data dir. Flags override environment variables "
-        f"({', '.join(ENVIRONMENT)}), which override the config file.",
+        "SQLite under the data dir, no Redis. " + overrides,
     )
-    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--data-dir", metavar="DIR", help="where state lives (default ./data)")
-    serve.add_argument(
-        "--public-url",
-        metavar="URL",
-        help="URL clients reach this server at (default http://HOST:PORT)",
+    _server_flags(serve)
+    control = commands.add_parser(
+        "control",
+        help="run a control plane of a cluster (REST API, pages, placement; needs Redis)",
+        description="Run a control-plane instance: the REST API, join pages and /metrics, "
+        "placing each meeting on one of the `townhall node` processes registered in Redis. "
+        "Several instances may run side by side (with SQLite: on one machine, one data "
+        "dir). " + overrides,
     )
+    _server_flags(control)
+    _cluster_flags(control)
+    control.add_argument(
+        "--placement",
+        choices=PLACEMENT_STRATEGIES,
+        help="how a meeting with no live node is placed (default consistent_hash)",
+    )
+    node = commands.add_parser(
+        "node",
+        help="run an SFU node of a cluster, or drain one (townhall node drain ID)",
+        description="Run an SFU node: it registers in Redis with a heartbeat, hosts the "
+        "meetings placed on it and records them. SIGTERM drains it (no new meetings; it "
+        "exits when its last meeting ends); a second SIGTERM moves everyone to other "
+        "nodes and exits. " + overrides,
+    )
+    _server_flags(node)
+    _cluster_flags(node)
+    node.add_argument("--node-id", help="id in the registry (default: host name + random)")
+    node.add_argument(
+        "--max-participants",
+        type=int,
+        metavar="N",
+        help="take no new meetings at or above N participants (default: no limit)",
+    )
+    node.add_argument(
+        "--max-forwarded-pps",
+        type=float,
+        metavar="PPS",
+        help="take no new meetings at or above PPS forwarded packets/s (default: no limit)",
+    )
+    node_commands = node.add_subparsers(dest="node_command", metavar="ACTION")
+    drain = node_commands.add_parser(
+        "drain",
+        help="ask a running node to drain",
+        description="Ask node NODE_ID (as listed by GET /api/v1/nodes) to take no new "
+        "meetings and exit once its meetings end; with --migrate, its participants are "
+        "moved to other nodes now.",
+    )
+    drain.add_argument("node_id", metavar="NODE_ID", help="the node to drain")
+    drain.add_argument(
+        "--migrate", action="store_true", help="move its participants to other nodes now"
+    )
+    drain.add_argument("--redis", metavar="URL", help="the cluster's Redis URL")
+    drain.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
     commands.add_parser(
         "bench",
         help="measure an SFU under load (townhall bench --help)",
         add_help=False,
     )
-    serve.add_argument(
+    args = parser.parse_args(argv)
+    for name, default in (("log_level", "info"), ("config", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    return args
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML config file")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where state lives (default ./data)")
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="URL clients reach this server at (default http://HOST:PORT)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
         help="logging verbosity (default info)",
     )
-    return parser.parse_args(argv)
+
+
+def _cluster_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis", metavar="URL", help="the cluster's Redis, e.g. redis://127.0.0.1:6379/0"
+    )
+    parser.add_argument("--region", help="this process's region (default 'default')")
 
 
 def resolve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
@@ -158,10 +241,16 @@ def resolve_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Conf
         if value:
             overrides[key] = _from_environment(variable, key, value)
     flags = {
-        "server.host": args.host,
-        "server.port": args.port,
-        "server.data_dir": args.data_dir,
-        "server.public_url": args.public_url,
+        "server.host": getattr(args, "host", None),
+        "server.port": getattr(args, "port", None),
+        "server.data_dir": getattr(args, "data_dir", None),
+        "server.public_url": getattr(args, "public_url", None),
+        "cluster.redis_url": getattr(args, "redis", None),
+        "cluster.region": getattr(args, "region", None),
+        "cluster.placement": getattr(args, "placement", None),
+        "cluster.node_id": getattr(args, "node_id", None) if args.command == "node" else None,
+        "cluster.max_participants": getattr(args, "max_participants", None),
+        "cluster.max_forwarded_pps": getattr(args, "max_forwarded_pps", None),
     }
     overrides.update({key: value for key, value in flags.items() if value is not None})
     return load_config(args.config, overrides)
@@ -172,65 +261,50 @@ def build_app(config: Config, secrets: Secrets, web_root: Path) -> web.Applicati
 
     The control plane drives the node through the contract's ``MediaPlane``;
     the node reports to the control plane through its ``ControlEvents``.
+    Placement and the nodes API go through the same registry interface as in
+    a cluster: an in-process one (no Redis) holding this node, ``local``.
     """
     public_url = config.server.public_url
     settings = config.recorder
-    control_config = ControlConfig(
-        public_url=public_url,
-        data_dir=config.server.data_dir,
-        api_key=secrets.api_key,
-        token_secret=secrets.token_secret,
-        token_ttl_s=config.auth.token_ttl_s,
-        max_body_bytes=config.server.max_body_bytes,
-        signaling_url=_websocket_url(public_url) + SIGNALING_PATH,
-        ice_servers=tuple(_ice_server_json(server) for server in config.sfu.ice_servers),
-        web_root=web_root,
-        policy_defaults=_policy(config.policy),
-        recording_defaults=_recording_defaults(settings),
-        recording_retention_days=settings.retention_days,
-        retention_interval_s=settings.retention_interval_s,
-        download_link_ttl_s=settings.download_link_ttl_s,
-        metrics_token=config.metrics.bearer_token,
-        alerts=_alerts(config.alerts),
-        smtp=_smtp(config.smtp),
-        webhooks=_webhooks(config.webhooks),
-    )
-    recorder_config = _recorder_config(settings, config.server.data_dir)
-    storage = LocalStorage(recorder_config.storage_root, recorder_config.key)
+    recording = recorder_config(settings, config.server.data_dir)
+    storage = storage_for(recording)
     node = SfuNode(config.sfu, secrets.token_secret)
+    registry = LocalRegistry()
+    agent = NodeAgent(
+        node, registry, AgentConfig(node_id=LOCAL_NODE_ID, signaling_url=signaling_url(public_url))
+    )
+
+    async def drain(node_id: str, migrate: bool) -> dict[str, Any]:
+        return await agent.drain(migrate)
+
     app = create_app(
-        control_config,
+        control_config(config, secrets, web_root),
         media=node,
-        archive=StorageArchive(storage, recorder_config.retention_days),
+        archive=StorageArchive(storage, recording.retention_days),
+        placement=Placement(registry).signaling_url,
+        nodes=NodeDirectory(registry, drain, lambda node_id: node.node_stats()),
     )
     node.events = app[CONTROL_EVENTS]
-
-    async def caption(meeting_id: str, caption: dict[str, Any]) -> None:
-        await node.send(meeting_id, {"type": "caption", **caption}, "all")
-
-    pipeline = RecordingPipeline(
-        recorder_config,
-        app[RECORDING_EVENTS],
-        storage=storage,
-        transcription=_transcription(settings),
-        captions=CaptionConfig(language=settings.language),
-        llm=_llm(settings),
-        on_caption=caption,
-        speaking_time=lambda meeting_id: {
-            p["participant_id"]: p["speaking_s"] for p in node.roster(meeting_id)
-        },
+    pipeline = recording_pipeline(
+        settings, config.server.data_dir, app[RECORDING_EVENTS], node, storage
     )
     node.recorder = pipeline
     app[TELEMETRY].recorder_stats = pipeline.stats
+    app[AGENT] = agent
     app.add_routes(node.routes())
+
+    async def start_agent(app: web.Application) -> None:
+        await agent.start()
 
     async def close_node(app: web.Application) -> None:
         # on_shutdown runs while the server still holds open WebSockets: the
-        # node says goodbye to its participants before connections are cut,
+        # node tells its participants to reconnect before connections are cut,
         # and their recordings are closed and reported while the store is open.
+        await agent.stop()
         await node.close()
         await pipeline.close()
 
+    app.on_startup.append(start_agent)
     app.on_shutdown.append(close_node)
     return app
 
@@ -240,8 +314,12 @@ def web_client_root() -> Path:
     return Path(str(importlib.resources.files(clients).joinpath("web")))
 
 
-async def _serve(config: Config, secrets: Secrets) -> int:
-    app = build_app(config, secrets, web_client_root())
+async def _serve(config: Config, secrets: Secrets, cluster: bool = False) -> int:
+    """``townhall serve`` (one process), or ``townhall control`` (a cluster's control plane)."""
+    if cluster:
+        app = build_control_app(config, secrets, web_client_root())
+    else:
+        app = build_app(config, secrets, web_client_root())
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
@@ -262,8 +340,15 @@ async def _serve(config: Config, secrets: Secrets) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    agent = app.get(AGENT)
     try:
-        await stop.wait()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait())]
+        if agent is not None:
+            # Drained through the API: the last meeting has ended, so stop.
+            waits.append(asyncio.ensure_future(agent.wait_drained()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
         log.info("shutting down")
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -273,147 +358,15 @@ async def _serve(config: Config, secrets: Secrets) -> int:
 
 
 def _from_environment(variable: str, key: str, value: str) -> object:
-    if key not in _INTEGER_KEYS:
-        return value
     try:
-        return int(value)
+        if key in _INTEGER_KEYS:
+            return int(value)
+        if key in _NUMBER_KEYS:
+            return float(value)
     except ValueError:
-        raise ConfigError(f"{variable}: expected integer, got {value!r}") from None
-
-
-def _policy(config: PolicyConfig) -> Policy:
-    # Validated by townhall.config; the control plane's own type from here on.
-    return Policy(
-        require_waiting_room=config.require_waiting_room,
-        allow_anonymous_join=config.allow_anonymous_join,
-        max_participants=config.max_participants,
-        allowed_domains=config.allowed_domains,
-        blocked_users=config.blocked_users,
-        recording_permissions=cast(Level, config.recording_permissions),
-        screen_share_permissions=cast(Level, config.screen_share_permissions),
-        chat_permissions=cast(Level, config.chat_permissions),
-        require_e2ee=config.require_e2ee,
-    )
-
-
-def _alerts(settings: AlertSettings) -> AlertsConfig:
-    return AlertsConfig(
-        rules=tuple(
-            AlertRule(
-                name=rule.name,
-                metric=rule.metric,
-                comparison=rule.comparison,
-                threshold=rule.threshold,
-                for_s=rule.for_s,
-                scope=cast(Literal["node", "participant"], rule.scope),
-                severity=rule.severity,
-            )
-            for rule in settings.rules
-        ),
-        interval_s=settings.interval_s,
-        webhooks=tuple(
-            WebhookTarget(
-                url=target.url,
-                format=cast(Literal["json", "slack"], target.format),
-                secret=target.secret,
-            )
-            for target in settings.webhooks
-        ),
-        email_to=settings.email_to,
-        retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
-        timeout_s=settings.timeout_s,
-    )
-
-
-def _smtp(settings: SmtpSettings) -> SmtpConfig | None:
-    if settings.host is None:
-        return None
-    return SmtpConfig(
-        host=settings.host,
-        port=settings.port,
-        security=cast(Literal["none", "starttls", "tls"], settings.security),
-        username=settings.username,
-        password=settings.password,
-        sender=settings.sender,
-        timeout_s=settings.timeout_s,
-    )
-
-
-def _webhooks(settings: WebhookSettings) -> WebhooksConfig:
-    endpoints = []
-    for endpoint in settings.endpoints:
-        secret = endpoint.secret or settings.secret
-        assert secret is not None  # townhall.config requires one
-        endpoints.append(WebhookEndpoint(url=endpoint.url, secret=secret, events=endpoint.events))
-    return WebhooksConfig(
-        endpoints=tuple(endpoints),
-        retry=RetryPolicy(settings.max_attempts, settings.retry_initial_s, settings.retry_max_s),
-        timeout_s=settings.timeout_s,
-        keep_days=settings.keep_days,
-    )
-
-
-def _recorder_config(settings: RecorderSettings, data_dir: Path) -> RecorderConfig:
-    return RecorderConfig(
-        storage_root=settings.storage_root or data_dir / "recordings",
-        encryption_key=settings.encryption_key,
-        retention_days=settings.retention_days,
-        track_queue_packets=settings.track_queue_packets,
-        reorder_window_packets=settings.reorder_window_packets,
-        disk_reserve_bytes=settings.disk_reserve_bytes,
-        mix_latency_s=settings.mix_latency_s,
-    )
-
-
-def _recording_defaults(settings: RecorderSettings) -> RecordingRequest:
-    return RecordingRequest(
-        include_audio=settings.include_audio,
-        include_video=settings.include_video,
-        include_screen_share=settings.include_screen_share,
-        format=settings.format,
-        auto_transcribe=settings.auto_transcribe,
-        generate_summary=settings.generate_summary,
-        language=settings.language,
-        mixed_audio=settings.mixed_audio,
-        live_captions=settings.live_captions,
-    )
-
-
-def _transcription(settings: RecorderSettings) -> TranscriptionConfig:
-    return TranscriptionConfig(
-        model=settings.model,
-        device=settings.device,
-        compute_type=settings.compute_type,
-        cpu_threads=settings.cpu_threads,
-        workers=settings.workers,
-        queue_size=settings.queue_size,
-        beam_size=settings.beam_size,
-        language=settings.language,
-    )
-
-
-def _llm(settings: RecorderSettings) -> LlmConfig | None:
-    if settings.llm_base_url is None or settings.llm_model is None:
-        return None
-    return LlmConfig(
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=settings.llm_api_key or "not-needed",
-        timeout_s=settings.llm_timeout_s,
-    )
-
-
-def _websocket_url(public_url: str) -> str:
-    if public_url.startswith("https://"):
-        return "wss://" + public_url.removeprefix("https://")
-    return "ws://" + public_url.removeprefix("http://")
-
-
-def _ice_server_json(server: IceServer) -> dict[str, Any]:
-    # The browser's RTCIceServer shape; absent credentials are left out, not null.
-    fields = asdict(server)
-    fields["urls"] = list(server.urls)
-    return {name: value for name, value in fields.items() if value is not None}
+        kind = "integer" if key in _INTEGER_KEYS else "number"
+        raise ConfigError(f"{variable}: expected {kind}, got {value!r}") from None
+    return value
 
 
 def _version() -> str:

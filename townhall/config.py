@@ -63,6 +63,7 @@ __all__ = [
     "AlertSettings",
     "AlertWebhookSettings",
     "AuthConfig",
+    "ClusterSettings",
     "Config",
     "ConfigError",
     "MetricsSettings",
@@ -169,6 +170,22 @@ class RecorderSettings:
     mix_latency_s: float = 5.0
 
 
+PLACEMENT_STRATEGIES = ("consistent_hash", "least_loaded", "region", "round_robin")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """``[cluster]``: Redis, placement (control planes) and this node's identity and capacity."""
+
+    redis_url: str | None = None
+    placement: str = "consistent_hash"
+    load_cap: float = 0.8
+    region: str = "default"
+    node_id: str | None = None
+    max_participants: int | None = None
+    max_forwarded_pps: float | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole process configuration, sliced per component by ``main``."""
@@ -182,6 +199,7 @@ class Config:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
 
 @dataclass(frozen=True)
@@ -213,6 +231,7 @@ def load_config(path: Path | None, overrides: Mapping[str, object] | None = None
         smtp=smtp,
         alerts=alert_settings(root.table("alerts"), smtp),
         webhooks=webhook_settings(root.table("webhooks")),
+        cluster=_cluster(root.table("cluster")),
     )
     root.reject_unknown()
     return config
@@ -277,6 +296,31 @@ def _derived_public_url(host: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def _cluster(table: _Table) -> ClusterSettings:
+    redis_url = table.optional_string("redis_url", min_length=1)
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("cluster.redis_url: must start with redis://, rediss:// or unix://")
+    node_id = table.optional_string("node_id", min_length=1)
+    if node_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", node_id):
+        raise ConfigError("cluster.node_id: letters, digits, '.', '_' and '-' only (1-64)")
+    max_participants = table.integer("max_participants", 0, minimum=0)
+    max_pps = table.number("max_forwarded_pps", 0.0, minimum=0.0)
+    config = ClusterSettings(
+        redis_url=redis_url,
+        placement=table.choice("placement", ClusterSettings.placement, PLACEMENT_STRATEGIES),
+        load_cap=table.number("load_cap", ClusterSettings.load_cap, minimum=0.05),
+        region=table.string("region", ClusterSettings.region, non_empty=True),
+        node_id=node_id,
+        # 0: unlimited.
+        max_participants=max_participants or None,
+        max_forwarded_pps=max_pps or None,
+    )
+    if config.load_cap > 1:
+        raise ConfigError(f"cluster.load_cap: must be at most 1, got {config.load_cap}")
+    table.reject_unknown()
+    return config
 
 
 def _auth(table: _Table) -> AuthConfig:
