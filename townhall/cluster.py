@@ -35,7 +35,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
@@ -43,20 +43,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 __all__ = [
-    "HEARTBEAT_INTERVAL_S",
-    "LEASE_TTL_S",
-    "NODE_STATES",
-    "NODE_TTL_S",
-    "OP_TIMEOUT_S",
-    "LocalRegistry",
-    "NodeLoad",
-    "NodeRecord",
-    "RedisRegistry",
-    "Registry",
-    "RegistryUnavailable",
-    "connect",
-    "rpc_channel",
-]
+    "HEARTBEAT_INTERVAL_S", "LEASE_TTL_S", "NODE_STATES", "NODE_TTL_S", "OP_TIMEOUT_S",
+    "LocalRegistry", "NodeLoad", "NodeRecord", "RedisRegistry", "Registry", "RegistryUnavailable",
+    "connect", "rpc_channel",
+]  # fmt: skip
 
 HEARTBEAT_INTERVAL_S = 2.0
 NODE_TTL_S = 6.0
@@ -66,6 +56,7 @@ OP_TIMEOUT_S = 1.0
 MAX_CONNECTIONS = 64
 NODE_STATES = ("serving", "draining")
 NodeState = Literal["serving", "draining"]
+T = TypeVar("T")
 
 NODE_KEY = "townhall:node:"
 NODE_INDEX_KEY = "townhall:nodes"  # a set of node ids, so nodes() need not SCAN the leases
@@ -209,18 +200,13 @@ class NodeRecord:
             raise ValueError(f"node record: not JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise ValueError("node record: must be a JSON object")
-        state = data.get("state")
-        if state not in NODE_STATES:
-            raise ValueError(
-                f"node record: state must be one of {', '.join(NODE_STATES)}, not {state!r}"
-            )
         max_participants = data.get("max_participants")
         max_pps = data.get("max_forwarded_pps")
         return cls(
             node_id=_text(data, "node_id"),
             region=_text(data, "region"),
             signaling_url=_text(data, "signaling_url"),
-            state=cast(NodeState, state),
+            state=cast(NodeState, data.get("state")),  # checked by __post_init__
             started_at=_number(data, "started_at"),
             heartbeat_at=_number(data, "heartbeat_at"),
             load=NodeLoad.from_dict(data.get("load", {})),
@@ -371,12 +357,12 @@ class RedisRegistry:
         try:
             async with asyncio.timeout(OP_TIMEOUT_S):
                 yield
+        except TimeoutError as exc:  # asyncio.timeout above (before OSError: a subclass)
+            raise RegistryUnavailable(
+                f"Redis is unreachable: no answer within {OP_TIMEOUT_S:g} s ({what})"
+            ) from exc
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             raise RegistryUnavailable(f"Redis is unreachable ({what}: {exc})") from exc
-        except TimeoutError as exc:  # asyncio.timeout above
-            raise RegistryUnavailable(
-                f"Redis did not answer within {OP_TIMEOUT_S:g} s ({what})"
-            ) from exc
         except redis_errors.ResponseError as exc:
             if str(exc).startswith(UNAVAILABLE_REPLIES):
                 raise RegistryUnavailable(f"Redis cannot serve now ({what}: {exc})") from exc
@@ -486,6 +472,15 @@ class RedisRegistry:
             return int(await self.redis.incr(COUNTER_KEY + name))
 
 
+def _unexpired(table: dict[str, tuple[T, float]], key: str, now: float) -> T | None:
+    """The value under ``key`` unless its expiry time has passed (then it is dropped)."""
+    entry = table.get(key)
+    if entry is not None and entry[1] <= now:
+        del table[key]
+        return None
+    return None if entry is None else entry[0]
+
+
 class LocalRegistry:
     """The registry in this process (single-node ``townhall serve``); alive means registered."""
 
@@ -499,22 +494,10 @@ class LocalRegistry:
         self._counters: dict[str, int] = {}
 
     def _node(self, node_id: str) -> NodeRecord | None:
-        entry = self._nodes.get(node_id)
-        if entry is None:
-            return None
-        if entry[1] <= self.clock():
-            del self._nodes[node_id]
-            return None
-        return entry[0]
+        return _unexpired(self._nodes, node_id, self.clock())
 
     def _owner(self, meeting_id: str) -> str | None:
-        entry = self._leases.get(meeting_id)
-        if entry is None:
-            return None
-        if entry[1] <= self.clock():
-            del self._leases[meeting_id]
-            return None
-        return entry[0]
+        return _unexpired(self._leases, meeting_id, self.clock())
 
     def _lease(self, meeting_id: str, node_id: str, ttl_s: float) -> None:
         self._leases[meeting_id] = (node_id, self.clock() + _ttl_ms(ttl_s) / 1000)

@@ -487,7 +487,7 @@ async def test_a_redis_that_does_not_answer_is_unavailable_within_a_second(
     redis_server.pause()
     try:
         started = time.monotonic()
-        with pytest.raises(RegistryUnavailable, match="within 1 s|unreachable"):
+        with pytest.raises(RegistryUnavailable, match="Redis is unreachable: no answer within 1 s"):
             await registry.nodes()
         assert time.monotonic() - started < 1.5
     finally:
