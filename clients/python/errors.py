@@ -6,7 +6,9 @@
     ├── JoinError               the control plane refused or garbled the join
     │   ├── AccessDenied        403 ``access_denied``: a policy rule (``rule``) keeps us out
     │   ├── MeetingFull         409 ``meeting_full``
-    │   └── LobbyDenied         a host denied us while we waited in the lobby
+    │   ├── LobbyDenied         a host denied us while we waited in the lobby
+    │   └── RejoinRefused       the control plane will not let us back in after a loss
+    │                           (removed, blocked, the meeting ended): no reconnection
     ├── ApiError                a REST call answered with an error (``status``, ``code``)
     ├── SignalingError          the signaling socket failed or broke the protocol
     │   └── ServerError         the SFU sent an ``error`` frame (``code``, ``message``)
@@ -29,6 +31,7 @@ __all__ = [
     "LobbyDenied",
     "LobbyTimeout",
     "MeetingFull",
+    "RejoinRefused",
     "ServerError",
     "SessionClosed",
     "SignalingError",
@@ -71,6 +74,10 @@ class MeetingFull(JoinError):
 
 class LobbyDenied(JoinError):
     """A host denied this participant while it waited in the lobby."""
+
+
+class RejoinRefused(JoinError):
+    """The reconnect endpoint refused (401/403/404/409): retrying cannot help."""
 
 
 class ApiError(ClientError):

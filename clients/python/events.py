@@ -2,7 +2,8 @@
 
 Signaling frames that are events keep their parsed message class
 (`ParticipantJoined`, `ChatReceived`, `RoomChanged`, ...); the rest
-(`TrackAdded`, `TrackRemoved`, `SessionEnded`) are the client's own.
+(`TrackAdded`, `TrackRemoved`, `Reconnecting`, `Reconnected`, `SessionEnded`)
+are the client's own.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ __all__ = [
     "LobbyUpdated",
     "Moderated",
     "PermissionsChanged",
+    "Reconnected",
+    "Reconnecting",
     "RemoteTrack",
     "RoomChanged",
     "SessionEnded",
@@ -91,6 +94,26 @@ class TrackRemoved:
 
 
 @dataclass(frozen=True)
+class Reconnecting:
+    """The connection to the SFU was lost (or the SFU sent ``reconnect``); rejoining now.
+
+    The remote tracks end (`TrackRemoved`); they come back on the new
+    connection (`TrackAdded`) once `Reconnected` follows.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """Back in the meeting, republishing: ``duration_s`` after the loss, in ``attempts`` tries."""
+
+    duration_s: float
+    attempts: int
+    signaling_url: str
+
+
+@dataclass(frozen=True)
 class SessionEnded:
     """The session is over (left, ``bye``, socket lost); always the last event."""
 
@@ -112,6 +135,8 @@ Event = (
     | CaptionReceived
     | SpeakingChanged
     | ErrorMessage
+    | Reconnecting
+    | Reconnected
     | SessionEnded
 )
 

@@ -2,8 +2,8 @@
 
 Frames from the SFU are parsed once, here, into small frozen dataclasses;
 fields the client does not know are ignored so that the SFU can add some.
-Frames to the SFU are built by the ``*_frame`` functions, which produce what
-`townhall.contract.parse_client_message` accepts.
+Frames to the SFU are built by the ``*_frame`` functions of `frames`
+(re-exported here).
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
-from townhall.contract import (
-    MAX_CHAT_CHARS,
-    MAX_SIGNAL_FRAME_BYTES,
-    SOURCES,
-    Permissions,
-    ProtocolError,
+from townhall.contract import MAX_SIGNAL_FRAME_BYTES, Permissions, ProtocolError
+
+# The frames to the SFU live in `frames`; they are still importable from here.
+from .frames import (
+    chat_frame,
+    join_frame,
+    leave_frame,
+    mute_frame,
+    publish_offer_frame,
+    record_frame,
+    subscribe_answer_frame,
 )
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "Permissions",
     "PermissionsChanged",
     "PublishAnswer",
+    "Reconnect",
     "RecordingChanged",
     "RoomChanged",
     "RoomInfo",
@@ -275,6 +281,13 @@ class Bye:
 
 
 @dataclass(frozen=True)
+class Reconnect:
+    """``reconnect``: the node gives the meeting up; ask the control plane where it is now."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class UnknownMessage:
     """A frame of a type this client does not know (kept for logging)."""
 
@@ -299,6 +312,7 @@ ServerMessage = (
     | SpeakingChanged
     | ErrorMessage
     | Bye
+    | Reconnect
     | UnknownMessage
 )
 
@@ -567,53 +581,6 @@ def parse_server_message(frame: str | bytes) -> ServerMessage:
         )
     if kind == "bye":
         return Bye(reason=_str(message, "reason", default=""))
+    if kind == "reconnect":
+        return Reconnect(reason=_str(message, "reason", default=""))
     return UnknownMessage(type=kind, body=message)
-
-
-def join_frame(token: str) -> dict[str, Any]:
-    """The first frame: present the join token."""
-    return {"type": "join", "token": token}
-
-
-def publish_offer_frame(sdp: str, sources: Mapping[str, str]) -> dict[str, Any]:
-    """Offer the publish connection; ``sources`` maps each mid to camera|microphone|screen."""
-    for mid, source in sources.items():
-        if source not in SOURCES:
-            raise ValueError(f"source of mid {mid!r} must be one of {', '.join(SOURCES)}")
-    return {"type": "publish-offer", "sdp": sdp, "sources": dict(sources)}
-
-
-def record_frame(action: str) -> dict[str, Any]:
-    """Ask to start or stop recording (needs the record permission and the policy)."""
-    if action not in ("start", "stop"):
-        raise ValueError("action must be 'start' or 'stop'")
-    return {"type": "record", "action": action}
-
-
-def subscribe_answer_frame(sdp: str) -> dict[str, Any]:
-    """Answer the SFU's subscribe offer."""
-    return {"type": "subscribe-answer", "sdp": sdp}
-
-
-def mute_frame(kind: Kind, muted: bool) -> dict[str, Any]:
-    """Tell the others that this participant's audio or video is (un)muted."""
-    return {"type": "mute", "kind": kind, "muted": muted}
-
-
-def chat_frame(text: str, to: str | None = None) -> dict[str, Any]:
-    """Send a chat message to everyone, or to the participant ``to`` only."""
-    if not text:
-        raise ValueError("a chat message needs some text")
-    if len(text) > MAX_CHAT_CHARS:
-        raise ValueError(f"a chat message is at most {MAX_CHAT_CHARS} characters")
-    if to is not None and not to:
-        raise ValueError("'to' must be a participant id")
-    frame: dict[str, Any] = {"type": "chat", "text": text}
-    if to is not None:
-        frame["to"] = to
-    return frame
-
-
-def leave_frame() -> dict[str, Any]:
-    """Leave the meeting."""
-    return {"type": "leave"}

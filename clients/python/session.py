@@ -9,6 +9,14 @@ time the SFU sends a new offer. Every wait is bounded by
 Besides media, a participant keeps the meeting's state as the SFU reports it:
 who is in (``participants``, with their breakout ``room``), its own ``room``,
 ``role`` and ``permissions``, the ``lobby`` (hosts) and the ``chat`` received.
+
+When the signaling socket drops without ``bye``, or the SFU sends
+``reconnect``, the participant rejoins by itself (`clients.python.reconnect`):
+it emits `Reconnecting`, gets a fresh token and the meeting's node, joins
+there, publishes the same tracks on a new connection and emits `Reconnected`;
+the object, its taps and listeners stay the same. It gives up after
+``ClientOptions.reconnect_within_s`` (the session then ends with a
+``reconnect-failed`` reason).
 """
 
 from __future__ import annotations
@@ -16,55 +24,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from types import TracebackType
 from typing import Literal
 
 import aiohttp
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCRtpTransceiver,
-    RTCSessionDescription,
-)
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 
 from . import aiortc_internals
 from .api import MeetingApi
-from .errors import ClientError, ClientTimeout, ServerError, SessionClosed, SignalingError
-from .events import Event, EventStream, RemoteTrack, SessionEnded
+from .errors import (
+    ClientError,
+    ClientTimeout,
+    RejoinRefused,
+    ServerError,
+    SessionClosed,
+    SignalingError,
+)
+from .events import Event, EventStream, Reconnected, Reconnecting, RemoteTrack, SessionEnded
 from .joining import JoinGrant, JoinRequest, LobbyTicket, obtain_grant
+from .meeting_state import MeetingState
 from .messages import (
     Bye,
-    CaptionReceived,
-    ChatMessage,
-    ChatReceived,
     ErrorMessage,
     IceServerInfo,
     Joined,
-    LobbyUpdated,
     Moderated,
-    ParticipantInfo,
-    ParticipantJoined,
-    ParticipantLeft,
-    ParticipantUpdated,
-    Permissions,
-    PermissionsChanged,
     PublishAnswer,
-    RecordingChanged,
-    RoomChanged,
-    RoomInfo,
+    Reconnect,
     ServerMessage,
-    SpeakingChanged,
     SubscribeOffer,
     UnknownMessage,
-    WaitingParticipant,
     chat_frame,
     join_frame,
     leave_frame,
@@ -73,7 +63,9 @@ from .messages import (
     record_frame,
     subscribe_answer_frame,
 )
-from .rtp_tap import RtpTap
+from .options import ClientOptions, Kind, codec_preferences, rtc_ice_servers
+from .publishing import Publication
+from .reconnect import Backoff, RejoinTarget, request_rejoin
 from .signaling import SignalingChannel
 from .subscription import FrameListener, Subscription
 
@@ -81,60 +73,10 @@ __all__ = ["ClientOptions", "FrameListener", "Participant", "codec_preferences"]
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["audio", "video"]
 LobbyListener = Callable[[LobbyTicket, float], None]
-# How many received chat messages a participant keeps in ``chat``.
-CHAT_KEPT = 1000
 
 
-@dataclass(frozen=True)
-class ClientOptions:
-    """How a participant's peer connections behave."""
-
-    # Addresses to gather ICE host candidates on; None lets aioice pick (which
-    # leaves loopback out).
-    ice_addresses: tuple[str, ...] | None = ("127.0.0.1",)
-    # False: stop each receiver's decoder and only count packets (benchmarks).
-    decode: bool = True
-    # Taps on plain RTP sent by the publish connection / received on the
-    # subscribe connection.
-    send_tap: RtpTap | None = None
-    receive_tap: RtpTap | None = None
-    # Simulated loss on the subscribe connection (tests): return True to drop a
-    # received plain RTP packet before aiortc sees it, so that aiortc NACKs it.
-    drop_received: Callable[[bytes], bool] | None = None
-    # Simulated loss on the publish connection (tests): return True to drop a
-    # plain RTP packet instead of sending it; aiortc keeps it for a NACK.
-    drop_sent: Callable[[bytes], bool] | None = None
-    # Bound on every wait: HTTP, socket, answers, connection setup.
-    timeout_s: float = 10.0
-    # Bound on the whole wait in a meeting's lobby for a host to admit us.
-    lobby_wait_s: float = 300.0
-    # Codec to prefer when publishing, by name ("VP8", "H264", "opus"); RTX is kept.
-    video_codec: str | None = None
-    audio_codec: str | None = None
-
-
-def _rtc_ice_servers(servers: tuple[IceServerInfo, ...]) -> list[RTCIceServer]:
-    return [
-        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-        for s in servers
-    ]
-
-
-def codec_preferences(kind: Kind, name: str | None) -> list[RTCRtpCodecCapability]:
-    """aiortc's codecs for ``kind`` narrowed to ``name`` (and RTX); all of them for None."""
-    capabilities = RTCRtpSender.getCapabilities(kind).codecs
-    if name is None:
-        return []
-    wanted = [c for c in capabilities if c.name.lower() in (name.lower(), "rtx")]
-    if not any(c.name.lower() == name.lower() for c in wanted):
-        known = ", ".join(sorted({c.name for c in capabilities}))
-        raise ValueError(f"aiortc cannot send {kind} codec {name!r} (it knows {known})")
-    return wanted
-
-
-class Participant:
+class Participant(MeetingState):
     """One participant in one meeting, connected to its SFU."""
 
     def __init__(
@@ -150,33 +92,22 @@ class Participant:
         self._owns_http = owns_http
         self.options = options
         self._ice_servers = ice_servers
+        super().__init__()
         self._channel: SignalingChannel | None = None
-        self.participant_id = ""
-        self.meeting_id = ""
-        self.name = ""
-        self.role = ""
-        self.participants: dict[str, ParticipantInfo] = {}
-        self.permissions = Permissions()
-        # The breakout room this participant is in (None: the main meeting).
-        self.room: RoomInfo | None = None
-        self.room_closes_at: datetime | None = None
-        # Who waits in the lobby (sent to hosts only).
-        self.lobby: tuple[WaitingParticipant, ...] = ()
-        self.chat: deque[ChatMessage] = deque(maxlen=CHAT_KEPT)
-        # The recording running now (None: not recorded), live captions, and
-        # the room-mates speaking now (from the SFU's audio-level meter).
-        self.recording_id: str | None = None
-        self.captions: deque[CaptionReceived] = deque(maxlen=CHAT_KEPT)
-        self.speaking: set[str] = set()
         # From the control plane's join response, when joined through it.
         self.grant: JoinGrant | None = None
         self.base_url: str | None = None
         self.audio_muted = False
         self.video_muted = False
         self.end_reason: str | None = None
-        self.publish_pc: RTCPeerConnection | None = None
-        self._published: list[tuple[RTCRtpTransceiver, MediaStreamTrack, str]] = []
-        self._publish_lock = asyncio.Lock()
+        # Reconnections so far, and how long the last one took (loss to republished).
+        self.reconnects = 0
+        self.last_reconnect_s: float | None = None
+        self._reconnecting = False
+        self._republishing: asyncio.Task[None] | None = None
+        # Where `connect` joined, tried again after a loss when there is no control plane.
+        self._direct: RejoinTarget | None = None
+        self._publication = Publication(lambda: self._new_peer_connection(subscribe=False), options)
         self._pending_answer: asyncio.Future[str] | None = None
         self._streams: list[EventStream] = []
         self._callbacks: list[Callable[[Event], None]] = []
@@ -262,6 +193,7 @@ class Participant:
         owns_http: bool,
     ) -> Participant:
         self = cls(http=http, owns_http=owns_http, options=options, ice_servers=ice_servers)
+        self._direct = RejoinTarget(signaling_url, token, ice_servers)
         try:
             # Fail loudly, before joining, if aiortc moved an internal the client relies on.
             aiortc_internals.check_compatibility()
@@ -292,20 +224,9 @@ class Participant:
             if isinstance(message, Bye):
                 raise SessionClosed(f"bye before joined: {message.reason}")
             if isinstance(message, Joined):
-                self.participant_id = message.participant_id
-                self.meeting_id = message.meeting_id
-                self.name = message.name
-                self.role = message.role
-                self.permissions = message.permissions
-                self.room = message.room
-                self.recording_id = message.recording_id
+                self.apply_joined(message)
                 if message.ice_servers:
                     self._ice_servers = message.ice_servers
-                self.participants = {
-                    p.participant_id: p
-                    for p in message.participants
-                    if p.participant_id != self.participant_id
-                }
                 return early
             early.append(message)
 
@@ -333,11 +254,6 @@ class Participant:
         return MeetingApi(
             self._http, self.base_url, self.meeting_id, token, timeout_s=self.options.timeout_s
         )
-
-    def room_mates(self) -> dict[str, ParticipantInfo]:
-        """The others in this participant's room (the main meeting when not in a breakout)."""
-        here = self.room.id if self.room is not None else None
-        return {pid: p for pid, p in self.participants.items() if p.room == here}
 
     @property
     def subscribe_pc(self) -> RTCPeerConnection | None:
@@ -398,7 +314,7 @@ class Participant:
 
     def _new_peer_connection(self, *, subscribe: bool) -> RTCPeerConnection:
         # Always the server's list (empty by default): never aiortc's public STUN default.
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(self._ice_servers)))
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(self._ice_servers)))
         options = self.options
         aiortc_internals.instrument_peer_connection(
             pc,
@@ -410,6 +326,11 @@ class Participant:
         )
         pc.on("connectionstatechange", self._notify)
         return pc
+
+    @property
+    def publish_pc(self) -> RTCPeerConnection | None:
+        """The publish connection, once something was published."""
+        return self._publication.pc
 
     async def publish(
         self,
@@ -428,25 +349,7 @@ class Participant:
             additions.append((video, "video", video_source))
         if not additions:
             raise ValueError("publish needs an audio or a video track")
-        preferences: dict[str, list[RTCRtpCodecCapability]] = {}
-        for track, kind, _source in additions:
-            if track.kind != kind:
-                raise ValueError(f"the {kind} argument is a {track.kind} track")
-            codec = self.options.video_codec if kind == "video" else self.options.audio_codec
-            preferences[kind] = codec_preferences(kind, codec)
-        async with self._publish_lock:
-            if self.publish_pc is None:
-                self.publish_pc = self._new_peer_connection(subscribe=False)
-            pc = self.publish_pc
-            for track, kind, source in additions:
-                transceiver = pc.addTransceiver(track, direction="sendonly")
-                if preferences[kind]:
-                    transceiver.setCodecPreferences(preferences[kind])
-                self._published.append((transceiver, track, source))
-            await pc.setLocalDescription(await pc.createOffer())
-            sources = {t.mid: source for t, _track, source in self._published if t.mid is not None}
-            answer = await self._exchange_publish_offer(pc.localDescription.sdp, sources)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        pc = await self._publication.add(additions, self._exchange_publish_offer)
         if wait_connected:
             await self.wait_until(
                 lambda: pc.connectionState == "connected", what="publish connection to connect"
@@ -468,10 +371,7 @@ class Participant:
         """Mute or unmute what this participant publishes of ``kind``, and tell the others."""
         self._check_open()
         assert self._channel is not None
-        for transceiver, track, _source in self._published:
-            if transceiver.kind == kind:
-                # A sender without a track sends nothing until it gets one back.
-                transceiver.sender.replaceTrack(None if muted else track)
+        self._publication.set_muted(kind, muted)
         if kind == "audio":
             self.audio_muted = muted
         else:
@@ -501,30 +401,132 @@ class Participant:
     # -- receiving ---------------------------------------------------------
 
     async def _read(self, early: list[ServerMessage]) -> None:
+        reason, retry = await self._read_channel(early)
+        while retry and self.end_reason is None and self.options.reconnect:
+            reason, retry = await self._reconnect(reason)
+        if self.end_reason is None:
+            self.end_reason = reason
+        self._closing = self._closing or asyncio.create_task(self._close_resources())
+
+    async def _read_channel(self, early: list[ServerMessage]) -> tuple[str, bool]:
+        """Dispatch frames until the socket ends: (why, whether to reconnect)."""
         assert self._channel is not None
-        reason = "connection-lost"
         try:
             for message in early:
                 await self._dispatch(message)
             while True:
                 received = await self._channel.receive()
                 if received is None:
-                    break
+                    return "connection-lost", True
                 if isinstance(received, Bye):
-                    reason = f"bye: {received.reason}" if received.reason else "bye"
-                    break
+                    return (f"bye: {received.reason}" if received.reason else "bye"), False
+                if isinstance(received, Reconnect):
+                    return f"reconnect: {received.reason or 'the node gave the meeting up'}", True
                 await self._dispatch(received)
         except SignalingError as exc:
-            reason = f"signaling-failed: {exc}"
+            return f"signaling-failed: {exc}", True
         except ClientError as exc:
             logger.error("session failed: %s", exc)
-            reason = f"client-error: {exc}"
+            return f"client-error: {exc}", False
         except Exception:
             logger.exception("session failed")
-            reason = "client-error"
-        if self.end_reason is None:
-            self.end_reason = reason
-        self._closing = self._closing or asyncio.create_task(self._close_resources())
+            return "client-error", False
+
+    async def _reconnect(self, lost: str) -> tuple[str, bool]:
+        """Rejoin after ``lost``, retrying with backoff; then read the new socket."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self.options.reconnect_within_s
+        self._reconnecting = True
+        logger.warning("%s: lost the meeting (%s); reconnecting", self.name, lost)
+        self._emit(Reconnecting(lost))
+        await self._drop_connections()
+        attempts, failure = 0, lost
+        for delay in Backoff(*self.options.reconnect_backoff_s).delays():
+            attempts += 1
+            try:
+                target = await self._rejoin_target()
+                early = await self._rejoin(target)
+            except (RejoinRefused, ServerError, SessionClosed) as exc:
+                self._reconnecting = False
+                return f"reconnect-failed: {exc}", False
+            except ClientError as exc:
+                failure = str(exc)
+                logger.info("reconnect attempt %d failed: %s", attempts, exc)
+                if self._channel is not None:
+                    await self._channel.close()
+            else:
+                self._later_republish(started, attempts, target.signaling_url)
+                return await self._read_channel(early)
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self.end_reason is not None:
+                break
+            await asyncio.sleep(min(delay, remaining))
+        self._reconnecting = False
+        within = self.options.reconnect_within_s
+        return f"reconnect-failed: not back within {within:g} s ({failure})", False
+
+    async def _rejoin_target(self) -> RejoinTarget:
+        control_token = self.control_token
+        if control_token is not None and self.base_url is not None:
+            return await request_rejoin(
+                self._http,
+                self.base_url,
+                self.meeting_id,
+                self.participant_id,
+                control_token,
+                timeout_s=self.options.timeout_s,
+            )
+        assert self._direct is not None
+        return self._direct
+
+    async def _rejoin(self, target: RejoinTarget) -> list[ServerMessage]:
+        self._ice_servers = target.ice_servers or self._ice_servers
+        self._channel = await SignalingChannel.connect(
+            target.signaling_url, http=self._http, timeout_s=self.options.timeout_s
+        )
+        await self._channel.send(join_frame(target.token))
+        early = await self._await_joined()
+        for kind in ("audio", "video"):
+            if self._publication.muted[kind]:
+                await self._channel.send(mute_frame(kind, True))
+        return early
+
+    def _later_republish(self, started: float, attempts: int, signaling_url: str) -> None:
+        task = asyncio.create_task(self._republish(started, attempts, signaling_url))
+        self._republishing = task
+
+    async def _republish(self, started: float, attempts: int, signaling_url: str) -> None:
+        # Runs beside the reader, which delivers the publish-answer.
+        try:
+            pc = await self._publication.republish(self._exchange_publish_offer)
+            if pc is not None:
+                await self.wait_until(
+                    lambda: pc.connectionState == "connected",
+                    what="publish connection to connect again",
+                )
+        except ClientError as exc:
+            logger.warning("republishing after a reconnection failed: %s", exc)
+            if self._channel is not None:
+                await self._channel.close()  # the reader notices and reconnects again
+            return
+        finally:
+            self._reconnecting = False
+        duration = asyncio.get_running_loop().time() - started
+        self.reconnects += 1
+        self.last_reconnect_s = duration
+        logger.warning("%s: reconnected in %.2f s (%d attempts)", self.name, duration, attempts)
+        self._emit(Reconnected(duration, attempts, signaling_url))
+
+    async def _drop_connections(self) -> None:
+        """Let go of the lost socket and both peer connections (the tracks stay)."""
+        if self._pending_answer is not None and not self._pending_answer.done():
+            self._pending_answer.set_exception(SignalingError("the connection was lost"))
+        if self._channel is not None:
+            await self._channel.close()
+        with contextlib.suppress(TimeoutError):
+            await self._publication.close()
+        await self._subscription.reset(self.options.timeout_s)
 
     async def _dispatch(self, message: ServerMessage) -> None:
         if isinstance(message, SubscribeOffer):
@@ -534,41 +536,10 @@ class Participant:
                 self._pending_answer.set_result(message.sdp)
             else:
                 logger.warning("ignored a publish-answer nobody asked for")
-        elif isinstance(message, ParticipantJoined | ParticipantUpdated):
-            if message.participant.participant_id != self.participant_id:
-                self.participants[message.participant.participant_id] = message.participant
-            self._emit(message)
-        elif isinstance(message, ParticipantLeft):
-            self.participants.pop(message.participant_id, None)
-            self._emit(message)
-        elif isinstance(message, ChatReceived):
-            self.chat.append(message.message)
-            self._emit(message)
-        elif isinstance(message, LobbyUpdated):
-            self.lobby = message.waiting
-            self._emit(message)
-        elif isinstance(message, RoomChanged):
-            self.room = message.room
-            self.room_closes_at = message.closes_at
-            self._emit(message)
-        elif isinstance(message, PermissionsChanged):
-            self.role = message.role
-            self.permissions = message.permissions
+        elif self.apply(message):
             self._emit(message)
         elif isinstance(message, Moderated):
             await self._moderated(message)
-        elif isinstance(message, RecordingChanged):
-            self.recording_id = message.recording_id if message.state == "started" else None
-            self._emit(message)
-        elif isinstance(message, CaptionReceived):
-            self.captions.append(message)
-            self._emit(message)
-        elif isinstance(message, SpeakingChanged):
-            if message.speaking:
-                self.speaking.add(message.participant_id)
-            else:
-                self.speaking.discard(message.participant_id)
-            self._emit(message)
         elif isinstance(message, ErrorMessage):
             logger.warning("SFU error %s: %s", message.code, message.message)
             if self._pending_answer is not None and not self._pending_answer.done():
@@ -614,7 +585,12 @@ class Participant:
             await self._channel.close(timeout_s=min(2.0, self.options.timeout_s))
         if self.end_reason is None:
             self.end_reason = "left"
-        if self._reader is not None:
+        if self._reader is not None and self._reconnecting:
+            # Between attempts (or inside one): stop trying rather than wait.
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._reader is not None and not self._reader.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._reader), self.options.timeout_s)
         self._closing = self._closing or asyncio.create_task(self._close_resources())
@@ -623,6 +599,8 @@ class Participant:
     async def _close_resources(self) -> None:
         if self._pending_answer is not None and not self._pending_answer.done():
             self._pending_answer.set_exception(SessionClosed(self.end_reason or "closed"))
+        if self._republishing is not None:
+            self._republishing.cancel()
         self._subscription.stop_draining()
         for pc in (self.publish_pc, self.subscribe_pc):
             if pc is not None:

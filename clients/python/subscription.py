@@ -9,6 +9,7 @@ listeners) or, in counting-only mode, has its decoder stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -107,6 +108,18 @@ class Subscription:
             if isinstance(frame, AudioFrame | VideoFrame):
                 for listener in self.frame_listeners:
                     listener(remote, frame)
+
+    async def reset(self, timeout_s: float) -> None:
+        """The connection was lost: end every remote track and close the connection.
+
+        The SFU offers the tracks again on a new connection after a rejoin.
+        """
+        for mid in list(self.remote_tracks):
+            self._remove(mid)
+        pc, self.pc = self.pc, None
+        if pc is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pc.close(), timeout_s)
 
     def stop_draining(self) -> None:
         """Cancel every drain (the session is closing)."""

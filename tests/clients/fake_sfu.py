@@ -8,8 +8,9 @@ gathers on 127.0.0.1 only. Tests drive it through `FakeSfu.sessions`.
 It also stands in for the control plane's side of joining and of the REST
 calls a participant makes with its control token: guest and API-key joins,
 a lobby (``waiting_room``) with its long-poll, chat over signaling (kept in
-``chat``, delivered to everyone or to sender and recipient), and the host
-actions, each recorded in ``api_calls``; a mute sends ``moderation``.
+``chat``, delivered to everyone or to sender and recipient), the host
+actions, each recorded in ``api_calls`` (a mute sends ``moderation``), and
+the reconnect endpoint (``rejoins``; ``refuse_rejoin`` refuses).
 """
 
 from __future__ import annotations
@@ -197,6 +198,9 @@ class FakeSfu:
         self.chat: list[dict[str, Any]] = []
         self.policy: dict[str, Any] = {"require_waiting_room": False}
         self.api_calls: list[ApiCall] = []
+        # Reconnect requests, by participant id; (status, code) refuses them.
+        self.rejoins: list[str] = []
+        self.refuse_rejoin: tuple[int, str] | None = None
 
     def token(
         self, name: str, meeting_id: str = "m1", role: str = "participant"
@@ -324,6 +328,8 @@ class FakeSfu:
         if parts[0] == "lobby" and len(parts) == 3 and parts[1] in self.lobby:
             self.decide(parts[1], "joined" if parts[2] == "admit" else "denied")
             return web.json_response({"participant_id": parts[1], "status": parts[2]})
+        if parts[:1] == ["participants"] and parts[2:] == ["reconnect"]:
+            return self.reconnect(parts[1], call.bearer)
         if parts[0] == "participants" and len(parts) == 3:
             session = self.sessions.get(parts[1])
             if session is None:
@@ -347,6 +353,19 @@ class FakeSfu:
         if tail == "breakout-rooms" and call.method == "DELETE":
             return web.json_response({"rooms": [], "closes_at": _now()})
         return web.json_response({})
+
+    def reconnect(self, participant_id: str, bearer: str) -> web.Response:
+        """``POST .../participants/{id}/reconnect``: a fresh token, unless ``refuse_rejoin``."""
+        self.rejoins.append(participant_id)
+        if bearer != f"ctl-{participant_id}":
+            return _error(403, "forbidden", "a participant may only reconnect themselves")
+        if self.refuse_rejoin is not None:
+            status, code = self.refuse_rejoin
+            return _error(status, code, f"refused ({code})")
+        if participant_id not in self.names:
+            return _error(404, "participant_not_found", f"no participant {participant_id}")
+        grant = self._grant(participant_id, "participant")
+        return web.json_response({k: grant[k] for k in ("token", "signaling_url", "ice_servers")})
 
     async def deliver_chat(self, sender: FakeSession, frame: dict[str, Any]) -> None:
         message = {

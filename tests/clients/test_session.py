@@ -176,8 +176,10 @@ async def test_an_error_instead_of_a_publish_answer_is_raised(fake: FakeSfu) -> 
         await bob.leave()
 
 
-async def test_a_lost_socket_ends_the_session(fake: FakeSfu) -> None:
-    bob = await Participant.join(fake.base_url, "m1", "Bob", options=FAST)
+async def test_a_lost_socket_ends_the_session_when_not_reconnecting(fake: FakeSfu) -> None:
+    bob = await Participant.join(
+        fake.base_url, "m1", "Bob", options=ClientOptions(timeout_s=5.0, reconnect=False)
+    )
     session = await asyncio.wait_for(fake.joined.get(), 5)
     await session.socket.close()
     await bob.wait_until(lambda: bob.closed, 5, "the session to end")
