@@ -39,7 +39,13 @@ from ..processes import LoadProcessError, free_port, log_tail
 from . import OnReceiver, TargetInfo
 from .relay import loopback_peer_connection, send_only, wait_connected
 
-__all__ = ["JanusClient", "JanusServer", "janus_missing", "offered_addresses"]
+__all__ = [
+    "JanusClient",
+    "JanusServer",
+    "event_loop_threads",
+    "janus_missing",
+    "offered_addresses",
+]
 
 logger = logging.getLogger("benchmarks.targets.janus")
 
@@ -71,12 +77,26 @@ def offered_addresses(sdp: str) -> set[str]:
     return addresses
 
 
+def event_loop_threads(pid: int) -> list[str]:
+    """Names of the Janus process's media loop threads (``hloop <handle>`` or ``hloop <n>``)."""
+    names = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            name = (task / "comm").read_text().strip()
+            if name.startswith("hloop"):
+                names.append(name)
+    return names
+
+
 def _event_loops(options: Mapping[str, Any]) -> int | None:
+    """``options["event_loops"]``: absent (thread per handle) or a count, as int or digits."""
     value = options.get("event_loops")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"event_loops must be an integer, not {value!r}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise ValueError(f"event_loops must be an integer from 1 to 64, not {value!r}")
     return value
 
 

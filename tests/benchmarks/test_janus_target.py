@@ -15,7 +15,13 @@ import pytest
 
 from benchmarks.clip import EncodedClip
 from benchmarks.janus.config import JanusSettings, write_config
-from benchmarks.targets.janus import JanusClient, JanusServer, janus_missing, offered_addresses
+from benchmarks.targets.janus import (
+    JanusClient,
+    JanusServer,
+    event_loop_threads,
+    janus_missing,
+    offered_addresses,
+)
 from tests.benchmarks.test_relay_target import assert_near, measure_room, small_clip
 from tests.conftest import require_in_ci
 
@@ -31,16 +37,26 @@ def janus_installed() -> None:
         require_in_ci(missing)
 
 
-@pytest.mark.parametrize("event_loops", [None, 2], ids=["thread-per-handle", "event-loops-2"])
+# "2" as text: `townhall bench --sfu janus:event_loops=2` hands options over as strings.
+@pytest.mark.parametrize("event_loops", [None, "2"], ids=["thread-per-handle", "event-loops-2"])
 async def test_two_subscribers_receive_what_janus_forwards(
-    tmp_path: Path, small_clip: EncodedClip, event_loops: int | None
+    tmp_path: Path, small_clip: EncodedClip, event_loops: str | None
 ) -> None:
     server = JanusServer(None if event_loops is None else {"event_loops": event_loops})
-    rates = await measure_room(server, tmp_path, small_clip)
+    loops: list[str] = []
+
+    def list_event_loops() -> None:
+        loops.extend(event_loop_threads(server.pids()[0]))
+
+    rates = await measure_room(server, tmp_path, small_clip, list_event_loops)
     print(f"janus event_loops={event_loops}: {rates}")
 
     config = (tmp_path / "janus" / "janus.jcfg").read_text()
-    assert ("event_loops = 2" in config) == (event_loops == 2)
+    assert ("event_loops = 2" in config) == (event_loops == "2")
+    if event_loops is None:  # one loop per handle: 1 publisher + 2 x (participant, subscriber)
+        assert len(loops) >= 5, loops
+    else:
+        assert sorted(loops) == ["hloop 0", "hloop 1"]
     for client in rates.clients:
         assert isinstance(client, JanusClient)
         assert client.offered_addresses == {"127.0.0.1"}
@@ -87,6 +103,8 @@ def test_bad_settings_are_refused(changes: dict[str, object], message: str) -> N
         JanusSettings(**{"http_port": 18088, **changes})  # type: ignore[arg-type]
 
 
-def test_a_bad_event_loops_option_is_refused_at_once() -> None:
-    with pytest.raises(ValueError, match="event_loops must be an integer"):
-        JanusServer({"event_loops": "two"})
+@pytest.mark.parametrize("value", ["two", 0, "0", True, 2.5])
+def test_a_bad_event_loops_option_is_refused_at_once(value: object) -> None:
+    with pytest.raises(ValueError, match="event_loops must be an integer from 1 to 64"):
+        JanusServer({"event_loops": value})
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,16 @@ async def _until(condition: Any, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def measure_room(server: TargetServer, work_dir: Path, clip: EncodedClip) -> RoomRates:
-    """Start ``server``, run 1 publisher + 2 subscribers, measure a window, stop everything."""
+async def measure_room(
+    server: TargetServer,
+    work_dir: Path,
+    clip: EncodedClip,
+    during: Callable[[], None] = lambda: None,
+) -> RoomRates:
+    """Start ``server``, run 1 publisher + 2 subscribers, measure a window, stop everything.
+
+    ``during`` runs inside the window, while everyone is in the room.
+    """
     clients: list[RoomClient] = []
     await server.start(work_dir)
     try:
@@ -124,6 +133,7 @@ async def measure_room(server: TargetServer, work_dir: Path, clip: EncodedClip) 
         received_before = {r.name: await r.packets() for r in subscribers}
         started = time.monotonic()
         await asyncio.sleep(WINDOW_S)
+        during()
         elapsed = time.monotonic() - started
         sent_after, frames_after = await sent_packets(publish_pc), video.frames_sent
         received_after = {r.name: await r.packets() for r in subscribers}
