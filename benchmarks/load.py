@@ -1,16 +1,30 @@
-"""A load process of the forwarding benchmark: one publisher, or a batch of subscribers.
+"""A load process of ``townhall bench``: some participants of one room of the SFU under test.
 
-Run by `benchmarks.forwarding_cpu`, never by hand::
+Started by the benchmark, never by hand::
 
-    python -m benchmarks.load publisher --base-url URL --meeting ID --clip FILE
-    python -m benchmarks.load subscribers --base-url URL --meeting ID --count 25
+    python -m benchmarks.load --target JSON --room ID --participants JSON --clip FILE
 
-It talks to its parent in JSON lines: on stdout it writes ``{"event": "ready"}``
-once its participants are in and receiving (or ``{"event": "failed"}``), then
-answers every ``{"command": "snapshot", "label": L}`` read on stdin with
-``{"event": "snapshot", "label": L, "data": {...}}``; ``{"command": "stop"}``,
-the end of stdin, or ``--max-lifetime-s`` make it leave the meeting and exit.
-Logs go to stderr.
+``--participants`` is a JSON list of ``{"name", "audio", "video", "subscribe",
+"decode", "expect_streams"}``: what each participant publishes (the
+pre-encoded clip, no encoding), whether it counts what it receives (without
+decoding, unless ``decode``) and how many media streams it must receive to be
+ready. Clients come from `benchmarks.targets.client_for`, so the same process
+loads Townhall, the relay baseline or Janus.
+
+RTP is accounted for once per process, at aiortc's DTLS transport (plain RTP
+after SRTP unprotect / before protect): `SendTap` for what publishers sent,
+one `ReceiveTap` per subscriber, and the PLI/FIR its senders got. With
+``--drop-period P`` publishers drop every packet whose sequence number is
+``P // 2`` modulo P, and every retransmission of one: a known loss of 1/P
+that no NACK can repair (for tests of the benchmark's arithmetic).
+``--churn-s S`` makes each participant leave after 0.5..1.5 x S seconds and a
+new one join in its place (soak).
+
+Parent protocol, JSON lines: ``{"event": "ready", ...}`` once every
+participant joined and receives what it expects (or failed), then one
+``{"event": "snapshot", "label": L, "data": {...}}`` per ``{"command":
+"snapshot"}`` on stdin; ``stop``, the end of stdin or ``--max-lifetime-s``
+make it leave and exit. Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -20,357 +34,354 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import sys
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.python import ClientError, ClientOptions, Participant
-from clients.python.sdp_summary import summarize_sdp
+from aiortc import MediaStreamTrack, RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpPsfbPacket
+from av.video.frame import VideoFrame
 
-from .clip import EncodedAudioTrack, EncodedVideoTrack, load_clip
-from .sequence_tap import SequenceTap
+from clients.python.aiortc_internals import stop_decoding
+
+from .bench.load_control import Commands, LoopLag, emit, serve_commands
+from .clip import EncodedAudioTrack, EncodedClip, EncodedVideoTrack, load_clip
+from .sequence_tap import ReceiveTap, SendTap, is_rtp, payload_offset
+from .targets import RoomClient, TargetInfo, client_for
 
 logger = logging.getLogger("benchmarks.load")
 
-# How long leaving may take for everyone in this process together.
 LEAVE_TIMEOUT_S = 15.0
-LAG_PERIOD_S = 0.05
-# Lags above this are kept with their time (CLOCK_MONOTONIC, shared by all processes).
-LAG_EVENT_S = 0.05
-MAX_LAG_EVENTS = 100
-
-
-def emit(event: str, **fields: Any) -> None:
-    """Write one JSON line to the parent."""
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
-
-
-class LoopLag:
-    """How late the event loop wakes a periodic sleeper: a saturated process shows here."""
-
-    def __init__(self) -> None:
-        self.max_s = 0.0
-        self.events: list[tuple[float, float]] = []  # (time.monotonic(), lag in ms)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="loop lag")
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(LAG_PERIOD_S)
-            lag = loop.time() - before - LAG_PERIOD_S
-            self.max_s = max(self.max_s, lag)
-            if lag > LAG_EVENT_S and len(self.events) < MAX_LAG_EVENTS:
-                self.events.append((round(time.monotonic(), 3), round(lag * 1000, 1)))
-
-    def take(self) -> dict[str, Any]:
-        """The worst lag (ms) and the lags over 50 ms since the last call."""
-        taken = {"loop_lag_max_ms": round(self.max_s * 1000, 2), "lag_events": self.events}
-        self.max_s, self.events = 0.0, []
-        return taken
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+_RECEIVER_RTX = "_RTCRtpReceiver__rtx_ssrc"
 
 
 @dataclass
-class Subscriber:
-    """One benchmark subscriber: a participant that counts what it receives, and how it went."""
+class Member:
+    """One participant slot of this process (a new client takes it over after churn)."""
 
     name: str
-    tap: SequenceTap = field(default_factory=SequenceTap)
-    participant: Participant | None = None
+    audio: bool
+    video: bool
+    subscribe: bool
+    decode: bool
+    expect_streams: int
+    generation: int = 0
+    client: RoomClient | None = None
+    tap: ReceiveTap = field(default_factory=ReceiveTap)
+    receivers: list[RTCRtpReceiver] = field(default_factory=list)
+    join_started: float = 0.0
+    ready_at: float | None = None
     error: str | None = None
+    leaving: bool = False
+    decoded: dict[str, list[int]] = field(default_factory=dict)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Per-SSRC counters, each labelled with its track's kind and whether it is RTX."""
-        labels: dict[int, tuple[str, bool]] = {}
-        participant = self.participant
-        if participant is not None:
-            for remote in participant.remote_tracks.values():
-                rtx_types = {pt for pt, name in remote.codecs.items() if name.lower() == "rtx"}
-                for ssrc in remote.ssrcs:
-                    labels[ssrc] = (remote.kind, False)
-                for counter_ssrc, counter in self.tap.counters.items():
-                    if counter_ssrc in remote.ssrcs and counter.payload_type in rtx_types:
-                        labels[counter_ssrc] = (remote.kind, True)
-        streams = []
-        for stream in self.tap.snapshot():
-            kind, rtx = labels.get(stream.ssrc, ("unknown", False))
-            streams.append({**asdict(stream), "kind": kind, "rtx": rtx})
-        pc = None if participant is None else participant.subscribe_pc
-        return {
-            "name": self.name,
-            "error": self.error,
-            "end_reason": None if participant is None else participant.end_reason,
-            "connection_state": None if pc is None else pc.connectionState,
-            "streams": streams,
-        }
+    def rtx_source(self, ssrc: int) -> int | None:
+        for receiver in self.receivers:
+            media: int | None = getattr(receiver, _RECEIVER_RTX, {}).get(ssrc)
+            if media is not None:
+                return media
+        return None
 
     def receiving(self) -> bool:
-        """Whether audio and video tracks are negotiated and packets arrive on both."""
-        participant = self.participant
-        if participant is None:
-            return False
-        kinds = set()
-        for remote in participant.remote_tracks.values():
-            if self.tap.packets_for(remote.ssrcs) > 0:
-                kinds.add(remote.kind)
-        return {"audio", "video"} <= kinds
+        return len(self.tap.counters) >= self.expect_streams
+
+    def connected(self) -> bool | None:
+        """From the client when it says, else from the receivers' DTLS transports."""
+        said = getattr(self.client, "connected", None)
+        if isinstance(said, bool):
+            return said
+        if not self.receivers:
+            return None
+        return all(r.transport.state == "connected" for r in self.receivers)
 
 
-def labelled_streams(tap: SequenceTap, sdp: str) -> list[dict[str, Any]]:
-    """The tap's per-SSRC counters, each with its kind and whether it is RTX, from ``sdp``."""
-    media = summarize_sdp(sdp).values()
-    streams = []
-    for stream in tap.snapshot():
-        kind, rtx = "unknown", False
-        for m in media:
-            if stream.ssrc in m.ssrcs:
-                kind = m.kind
-                rtx = m.codecs.get(stream.payload_type, "").lower() == "rtx"
-        streams.append({**asdict(stream), "kind": kind, "rtx": rtx})
-    return streams
+class Instruments:
+    """Process-wide taps on aiortc's classes (this process runs only load clients)."""
 
-
-def client_options(args: argparse.Namespace, **changes: Any) -> ClientOptions:
-    return ClientOptions(ice_addresses=("127.0.0.1",), timeout_s=args.timeout_s, **changes)
-
-
-async def join_subscriber(
-    args: argparse.Namespace, subscriber: Subscriber, gate: asyncio.Semaphore
-) -> None:
-    """Join, then wait until media flows on both tracks; record the error instead of raising."""
-    async with gate:
-        try:
-            subscriber.participant = await Participant.join(
-                args.base_url,
-                args.meeting,
-                subscriber.name,
-                options=client_options(args, decode=False, receive_tap=subscriber.tap),
-            )
-            # A new video subscriber waits for the publisher's next keyframe (every 2 s).
-            await subscriber.participant.wait_until(
-                subscriber.receiving, args.ready_timeout_s, what="audio and video packets"
-            )
-        except (ClientError, OSError, TimeoutError) as exc:
-            subscriber.error = f"{type(exc).__name__}: {exc}"
-            logger.warning("subscriber %s failed: %s", subscriber.name, subscriber.error)
-
-
-class Commands:
-    """The parent's commands from stdin; ``stop`` when stdin ends or the lifetime runs out."""
-
-    def __init__(self, max_lifetime_s: float) -> None:
-        self.max_lifetime_s = max_lifetime_s
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        # Set as soon as ``stop`` arrives, for setup steps that cannot read the queue.
-        self.stopping = asyncio.Event()
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        self._task = asyncio.create_task(self._pump(reader), name="commands")
-
-    async def _pump(self, reader: asyncio.StreamReader) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_lifetime_s
-        while True:
-            try:
-                line = await asyncio.wait_for(reader.readline(), max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                logger.warning("max lifetime of %g s reached", self.max_lifetime_s)
-                line = b""
-            if not line:
-                self.stopping.set()
-                self._queue.put_nowait({"command": "stop"})
-                return
-            try:
-                command = json.loads(line)
-            except ValueError:
-                logger.warning("ignored a command that is not JSON: %r", line[:100])
-                continue
-            if isinstance(command, dict):
-                if command.get("command") == "stop":
-                    self.stopping.set()
-                self._queue.put_nowait(command)
-
-    async def get(self) -> dict[str, Any]:
-        return await self._queue.get()
-
-    async def until_stopped(self, setup: Awaitable[object]) -> bool:
-        """Run ``setup`` unless ``stop`` comes first (then cancel it); whether it finished."""
-        work = asyncio.ensure_future(setup)
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done():
-                work.result()  # raises what the setup raised
-                return True
-            return False
-        finally:
-            stop.cancel()
-            if not work.done():
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await work
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-
-async def serve_commands(
-    commands: Commands, snapshot: Callable[[], dict[str, Any]], lag: LoopLag
-) -> None:
-    """Answer snapshots until ``stop``."""
-    while True:
-        command = await commands.get()
-        name = command.get("command")
-        if name == "stop":
-            return
-        if name == "snapshot":
-            data = snapshot()
-            data.update(lag.take())
-            data["monotonic_s"] = time.monotonic()
-            emit("snapshot", label=str(command.get("label", "")), data=data)
-        else:
-            logger.warning("ignored unknown command %r", name)
-
-
-async def leave_all(participants: Sequence[Participant]) -> None:
-    """Leave every participant, bounded in time."""
-    if not participants:
-        return
-    leaving = asyncio.gather(*(p.leave() for p in participants), return_exceptions=True)
-    try:
-        await asyncio.wait_for(leaving, LEAVE_TIMEOUT_S)
-    except TimeoutError:
-        logger.warning("leaving took more than %g s", LEAVE_TIMEOUT_S)
-
-
-async def run_publisher(args: argparse.Namespace, commands: Commands) -> int:
-    """Publish the looping pre-encoded clip until told to stop."""
-    clip = load_clip(Path(args.clip))
-    tap = SequenceTap()
-    video, audio = EncodedVideoTrack(clip), EncodedAudioTrack(clip)
-    options = client_options(args, send_tap=tap, video_codec="VP8", audio_codec="opus")
-    participant: Participant | None = None
-    lag = LoopLag()
-    lag.start()
-
-    async def join_and_publish() -> None:
-        nonlocal participant
-        participant = await Participant.join(
-            args.base_url, args.meeting, args.name, options=options
+    def __init__(self, drop_period: int | None) -> None:
+        self.drop_period = drop_period
+        self.dropped = 0
+        self.keyframe_requests = 0
+        self.receive_taps: weakref.WeakKeyDictionary[RTCDtlsTransport, ReceiveTap] = (
+            weakref.WeakKeyDictionary()
         )
-        await participant.publish(audio, video)
+        self.senders: weakref.WeakSet[RTCRtpSender] = weakref.WeakSet()
+        self.send_tap = SendTap(self.is_rtx)
 
-    try:
-        if not await commands.until_stopped(join_and_publish()) or participant is None:
-            logger.warning("stopped while the publisher was joining")
-            return 1
-        emit("ready", participant_id=participant.participant_id)
+    def is_rtx(self, ssrc: int) -> bool:
+        return any(getattr(s, "_rtx_ssrc", None) == ssrc for s in self.senders)
 
-        def snapshot() -> dict[str, Any]:
-            assert participant is not None and participant.publish_pc is not None
-            return {
-                "streams": labelled_streams(tap, participant.publish_pc.localDescription.sdp),
-                "video_frames": video.frames_sent,
-                "audio_frames": audio.frames_sent,
-                "end_reason": participant.end_reason,
-                "connection_state": participant.publish_pc.connectionState,
+    def drops(self, data: bytes) -> bool:
+        period = self.drop_period
+        if period is None or not is_rtp(data):
+            return False
+        ssrc = int.from_bytes(data[8:12], "big")
+        if self.send_tap.rtx(ssrc):
+            offset = payload_offset(data)
+            sequence = int.from_bytes(data[offset : offset + 2], "big")
+        else:
+            sequence = int.from_bytes(data[2:4], "big")
+        return sequence % period == period // 2
+
+    def install(self) -> None:
+        send_rtp = RTCDtlsTransport._send_rtp
+        handle_rtp = RTCDtlsTransport._handle_rtp_data
+        sender_init = RTCRtpSender.__init__
+        sender_rtcp = RTCRtpSender._handle_rtcp_packet
+        me = self
+
+        async def send_rtp_counted(transport: RTCDtlsTransport, data: bytes) -> None:
+            if me.drops(data):
+                me.dropped += 1
+                return
+            await send_rtp(transport, data)
+            me.send_tap.observe(data)
+
+        async def handle_rtp_counted(
+            transport: RTCDtlsTransport, data: bytes, arrival_time_ms: int
+        ) -> None:
+            tap = me.receive_taps.get(transport)
+            if tap is not None:
+                tap.observe(data)
+            await handle_rtp(transport, data, arrival_time_ms)
+
+        def sender_registered(sender: RTCRtpSender, *args: Any, **kwargs: Any) -> None:
+            sender_init(sender, *args, **kwargs)
+            me.senders.add(sender)
+
+        async def sender_rtcp_counted(sender: RTCRtpSender, packet: Any) -> None:
+            # PLI (fmt 1) and FIR (fmt 4) are keyframe requests (RFC 4585 6.3.1, RFC 5104 4.3.1).
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4):
+                me.keyframe_requests += 1
+            await sender_rtcp(sender, packet)
+
+        RTCDtlsTransport._send_rtp = send_rtp_counted  # type: ignore[method-assign,assignment]
+        RTCDtlsTransport._handle_rtp_data = handle_rtp_counted  # type: ignore[method-assign,assignment]
+        RTCRtpSender.__init__ = sender_registered  # type: ignore[method-assign,assignment]
+        RTCRtpSender._handle_rtcp_packet = sender_rtcp_counted  # type: ignore[method-assign,assignment]
+
+
+async def _drain(member: Member, kind: str, track: MediaStreamTrack) -> None:
+    """Decode ``track`` (the relay's and Janus's clients leave decoding to us)."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            counts = member.decoded.setdefault(kind, [0, 0, 0])
+            counts[0] += 1
+            if isinstance(frame, VideoFrame):
+                counts[1], counts[2] = frame.width, frame.height
+
+
+def new_client(info: TargetInfo, decode: bool) -> RoomClient:
+    if decode and info.kind == "townhall":
+        from .targets.townhall import TownhallClient
+
+        return TownhallClient(info, decode=True)
+    return client_for(info)
+
+
+class LoadRoom:
+    """Every participant of this process, and their joins, churn and snapshots."""
+
+    def __init__(self, args: argparse.Namespace, clip: EncodedClip, instruments: Instruments):
+        self.args = args
+        self.clip = clip
+        self.instruments = instruments
+        self.info = TargetInfo(**json.loads(args.target))
+        self.members = [Member(**spec) for spec in json.loads(args.participants)]
+        self.gate = asyncio.Semaphore(args.join_concurrency)
+        self.joins = 0
+        self.failures: list[str] = []
+        self.disconnects: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _on_receiver(self, member: Member) -> Callable[[RTCRtpReceiver, str, str], None]:
+        def on_receiver(receiver: RTCRtpReceiver, kind: str, publisher: str) -> None:
+            member.receivers.append(receiver)
+            if member.subscribe:
+                self.instruments.receive_taps[receiver.transport] = member.tap
+            if member.decode and member.subscribe:
+                if self.info.kind != "townhall" and receiver.track is not None:
+                    task = asyncio.create_task(_drain(member, kind, receiver.track))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            else:
+                stop_decoding(receiver)
+
+        return on_receiver
+
+    async def join(self, member: Member) -> None:
+        """Join one participant and wait until it receives what it expects; never raises."""
+        async with self.gate:
+            member.client = new_client(self.info, member.decode)
+            member.tap = ReceiveTap(member.rtx_source)
+            member.receivers, member.ready_at, member.error = [], None, None
+            publish: list[MediaStreamTrack] = []
+            if member.audio:
+                publish.append(EncodedAudioTrack(self.clip))
+            if member.video:
+                publish.append(EncodedVideoTrack(self.clip))
+            member.join_started = time.monotonic()
+            try:
+                await asyncio.wait_for(
+                    member.client.join(self.args.room, member.name, publish, member.subscribe,
+                                       self._on_receiver(member)),
+                    self.args.timeout_s,
+                )
+                deadline = time.monotonic() + self.args.ready_timeout_s
+                while member.subscribe and not member.receiving():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(
+                            f"received {len(member.tap.counters)} of "
+                            f"{member.expect_streams} streams in {self.args.ready_timeout_s:g} s"
+                        )
+                    await asyncio.sleep(0.05)
+                member.ready_at = time.monotonic()
+                self.joins += 1
+                emit("progress", joined=self.joins)
+            except Exception as exc:  # any failure of a client is a result, not a crash
+                member.error = f"{type(exc).__name__}: {exc}"
+                self.failures.append(f"{member.name}#{member.generation}: {member.error}")
+                logger.warning("%s failed to join: %s", member.name, member.error)
+
+    async def churn(self, member: Member, rng: random.Random) -> None:
+        """Leave after a random lifetime and let a new participant take the slot, forever."""
+        while True:
+            await asyncio.sleep(self.args.churn_s * rng.uniform(0.5, 1.5))
+            await self.leave(member)
+            member.generation += 1
+            await self.join(member)
+
+    async def leave(self, member: Member) -> None:
+        client, member.client = member.client, None
+        if client is None:
+            return
+        member.leaving = True
+        try:
+            await asyncio.wait_for(client.leave(), LEAVE_TIMEOUT_S)
+        except Exception as exc:  # a slow or failed leave is reported, not raised
+            self.failures.append(f"{member.name}#{member.generation} leave: {exc}")
+        finally:
+            member.leaving = False
+            for receiver in member.receivers:
+                self.instruments.receive_taps.pop(receiver.transport, None)
+
+    def check_connections(self) -> None:
+        for member in self.members:
+            if member.client is None or member.leaving or member.ready_at is None:
+                continue
+            if member.connected() is False:
+                self.disconnects.append(f"{member.name}#{member.generation}")
+                member.ready_at = None  # reported once
+
+    def snapshot(self) -> dict[str, Any]:
+        self.check_connections()
+        instruments = self.instruments
+        members = []
+        for m in self.members:
+            entry: dict[str, Any] = {
+                "name": m.name, "generation": m.generation, "publishes": m.audio or m.video,
+                "subscribe": m.subscribe, "error": m.error, "connected": m.connected(),
+                "join_s": None if m.tap.first_packet_at is None
+                else round(m.tap.first_packet_at - m.join_started, 4),
+                "ready_s": None if m.ready_at is None else round(m.ready_at - m.join_started, 4),
             }
+            if m.subscribe:
+                entry["streams"] = [asdict(s) for s in m.tap.snapshot()]
+                entry["arrivals"] = m.tap.take_arrivals()
+                entry["decoded"] = dict(m.decoded) or {
+                    kind: list(v) for kind, v in getattr(m.client, "decoded", {}).items()
+                }
+            members.append(entry)
+        return {
+            "members": members,
+            "sent": {str(k): v for k, v in instruments.send_tap.sent.items()},
+            "rtx_sent": instruments.send_tap.rtx_sent,
+            "dropped": instruments.dropped,
+            "departures": list(instruments.send_tap.take_departures().items()),
+            "keyframe_requests": instruments.keyframe_requests,
+            "joins": self.joins,
+            "failures": list(self.failures),
+            "disconnects": list(self.disconnects),
+        }
 
-        await serve_commands(commands, snapshot, lag)
-        return 0
-    except (ClientError, OSError, TimeoutError) as exc:
-        emit("failed", error=f"{type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        lag.stop()
-        await leave_all([participant] if participant is not None else [])
+    async def run(self, commands: Commands) -> int:
+        lag = LoopLag()
+        lag.start()
+        try:
+            joining = asyncio.gather(*(self.join(m) for m in self.members))
+            if not await commands.until_stopped(joining):
+                return 1
+            emit("ready", joined=sum(1 for m in self.members if m.error is None),
+                 failed={m.name: m.error for m in self.members if m.error is not None})
+            if self.args.churn_s:
+                rng = random.Random(self.args.seed)
+                for member in self.members:
+                    task = asyncio.create_task(self.churn(member, rng))
+                    self._tasks.add(task)
+            await serve_commands(commands, self.snapshot, lag)
+            return 0
+        finally:
+            lag.stop()
+            for task in list(self._tasks):
+                task.cancel()
+            await leave_all([self.leave(m) for m in self.members])
 
 
-async def run_subscribers(args: argparse.Namespace, commands: Commands) -> int:
-    """Join ``--count`` subscribers that count packets without decoding, until told to stop."""
-    subscribers = [Subscriber(f"{args.name}-{index}") for index in range(args.count)]
-    gate = asyncio.Semaphore(args.join_concurrency)
-    lag = LoopLag()
-    lag.start()
-    try:
-        joining = asyncio.gather(*(join_subscriber(args, s, gate) for s in subscribers))
-        if not await commands.until_stopped(joining):
-            logger.warning("stopped while subscribers were joining")
-            return 1
-        failed = {s.name: s.error for s in subscribers if s.error is not None}
-        emit("ready", joined=len(subscribers) - len(failed), failed=failed)
-
-        def snapshot() -> dict[str, Any]:
-            return {"subscribers": [s.snapshot() for s in subscribers]}
-
-        await serve_commands(commands, snapshot, lag)
-        return 0
-    finally:
-        lag.stop()
-        await leave_all([s.participant for s in subscribers if s.participant is not None])
+async def leave_all(leaving: Sequence[Awaitable[None]]) -> None:
+    """Run every leave, bounded in time."""
+    if leaving:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*leaving, return_exceptions=True),
+                                   LEAVE_TIMEOUT_S + 5)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.load",
-        description="A load process of benchmarks.forwarding_cpu (JSON lines on stdin/stdout).",
+        description="A load process of `townhall bench` (JSON lines on stdin/stdout).",
     )
-    parser.add_argument("role", choices=["publisher", "subscribers"])
-    parser.add_argument("--base-url", required=True, help="the control plane, http://host:port")
-    parser.add_argument("--meeting", required=True, help="meeting id to join as a guest")
-    parser.add_argument("--name", default="bench", help="display name (prefix for subscribers)")
-    parser.add_argument("--clip", help="encoded clip to publish (publisher)")
-    parser.add_argument("--count", type=int, default=1, help="subscribers in this process")
+    parser.add_argument("--target", required=True, help="TargetInfo as JSON")
+    parser.add_argument("--room", required=True, help="room (meeting) id")
+    parser.add_argument("--participants", required=True, help="JSON list of participants")
+    parser.add_argument("--clip", required=True, help="encoded clip to publish")
     parser.add_argument("--join-concurrency", type=int, default=4, help="joins at a time")
-    parser.add_argument("--timeout-s", type=float, default=20.0, help="bound on each client wait")
-    parser.add_argument(
-        "--ready-timeout-s", type=float, default=30.0, help="wait for media per subscriber"
-    )
-    parser.add_argument(
-        "--max-lifetime-s", type=float, default=600.0, help="exit after this, whatever happens"
-    )
+    parser.add_argument("--timeout-s", type=float, default=30.0, help="bound on one join")
+    parser.add_argument("--ready-timeout-s", type=float, default=30.0,
+                        help="wait for every expected stream per participant")
+    parser.add_argument("--drop-period", type=int, help="drop 1 packet in P (tests)")
+    parser.add_argument("--churn-s", type=float, default=0.0, help="mean lifetime (soak)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the churn")
+    parser.add_argument("--max-lifetime-s", type=float, default=600.0,
+                        help="exit after this, whatever happens")
     args = parser.parse_args(argv)
-    if args.role == "publisher" and not args.clip:
-        parser.error("the publisher needs --clip")
-    if args.count < 1 or args.join_concurrency < 1:
-        parser.error("--count and --join-concurrency must be at least 1")
+    if args.join_concurrency < 1 or (args.drop_period is not None and args.drop_period < 2):
+        parser.error("--join-concurrency must be >= 1 and --drop-period >= 2")
     return args
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    instruments = Instruments(args.drop_period)
+    instruments.install()
+    room = LoadRoom(args, load_clip(Path(args.clip)), instruments)
     commands = Commands(args.max_lifetime_s)
     await commands.start()
     try:
-        if args.role == "publisher":
-            return await run_publisher(args, commands)
-        return await run_subscribers(args, commands)
+        return await room.run(commands)
     finally:
         commands.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format=f"%(asctime)s {args.role} %(name)s %(levelname)s %(message)s",
-    )
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s load %(name)s %(levelname)s %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(main_async(args))
     return 130

@@ -85,11 +85,20 @@ class ServerProcess:
         return self.process.pid
 
     @classmethod
-    async def start(cls, data_dir: Path, log_path: Path, timeout_s: float) -> ServerProcess:
-        """Start it on a free loopback port and wait until ``/healthz`` answers."""
+    async def start(
+        cls, data_dir: Path, log_path: Path, timeout_s: float, profile_path: Path | None = None
+    ) -> ServerProcess:
+        """Start it on a free loopback port and wait until ``/healthz`` answers.
+
+        With ``profile_path`` it runs under cProfile (`benchmarks.bench.profiled_serve`),
+        which writes its statistics there when the server stops.
+        """
         port = free_port()
         api_key = secrets.token_urlsafe(24)
-        command = [sys.executable, "-m", "townhall", "serve", "--host", "127.0.0.1",
+        runner = ["-m", "townhall"]
+        if profile_path is not None:
+            runner = ["-m", "benchmarks.bench.profiled_serve", str(profile_path)]
+        command = [sys.executable, *runner, "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--data-dir", str(data_dir)]
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
@@ -153,6 +162,8 @@ class LoadProcess:
         self.name = name
         self.process = process
         self.log_path = log_path
+        # Participants joined so far, from its "progress" events.
+        self.joined = 0
 
     @property
     def pid(self) -> int:
@@ -174,8 +185,9 @@ class LoadProcess:
         return cls(name, process, log_path)
 
     async def expect(self, event: str, timeout_s: float) -> dict[str, Any]:
-        """The next message, which must be ``event``; LoadProcessError otherwise."""
+        """The next message, which must be ``event`` ("progress" ones are noted and skipped)."""
         assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout_s
         try:
             line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
         except TimeoutError as exc:
@@ -189,6 +201,9 @@ class LoadProcess:
                 f"{log_tail(self.log_path)}"
             )
         message = json.loads(line)
+        if isinstance(message, dict) and message.get("event") == "progress":
+            self.joined = int(message.get("joined", 0))
+            return await self.expect(event, max(0.1, deadline - time.monotonic()))
         if not isinstance(message, dict) or message.get("event") != event:
             raise LoadProcessError(f"{self.name} sent {str(message)[:300]} instead of '{event}'")
         return message
