@@ -36,8 +36,9 @@ from ..janus.api import JanusError, JanusHandle, JanusSession, plugin_data
 from ..janus.config import JanusSettings, write_config
 from ..janus.shim import build_shim
 from ..processes import LoadProcessError, free_port, log_tail
-from . import OnReceiver, TargetInfo
-from .relay import loopback_peer_connection, send_only, wait_connected
+from . import OnReceiver, TargetInfo, TargetUnavailable
+from .relay import OPTIONS as CLIENT_OPTIONS
+from .relay import loopback_peer_connection, send_only, timeout_option, wait_connected
 
 __all__ = [
     "JanusClient",
@@ -55,6 +56,8 @@ STOP_GRACE_S = 10.0
 RTP_PORTS_PER_RUN = 2000
 RTP_PORT_BASE = 20000
 MAX_PUBLISHERS = 1000
+# event_loops: absent, Janus's default thread per handle; N, N shared loops.
+OPTIONS = CLIENT_OPTIONS | {"event_loops"}
 
 
 def janus_missing() -> str | None:
@@ -106,15 +109,19 @@ class JanusServer:
     def __init__(self, options: Mapping[str, Any] | None = None,
                  startup_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.info = TargetInfo("janus", "", dict(options or {}))
+        unknown = set(self.info.options) - OPTIONS
+        if unknown:
+            raise ValueError(f"unknown janus options {sorted(unknown)} (known: {sorted(OPTIONS)})")
         _event_loops(self.info.options)  # a bad value fails now, not at start
+        timeout_option(self.info.options)
+        missing = janus_missing()
+        if missing is not None:
+            raise TargetUnavailable(f"target not available: janus ({missing})")
         self.startup_timeout_s = startup_timeout_s
         self.log_path: Path | None = None
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self, work_dir: Path) -> None:
-        missing = janus_missing()
-        if missing is not None:
-            raise LoadProcessError(missing)
         port = free_port()
         # Spread runs over the range so that a lingering Janus cannot collide with a new one.
         low = RTP_PORT_BASE + (port % 10) * RTP_PORTS_PER_RUN
@@ -190,7 +197,7 @@ class JanusClient:
 
     def __init__(self, info: TargetInfo) -> None:
         self.info = info
-        self.timeout_s = float(info.options.get("timeout_s", DEFAULT_TIMEOUT_S))
+        self.timeout_s = timeout_option(info.options)
         self.publish_pc: RTCPeerConnection | None = None
         self.subscriptions: list[tuple[JanusHandle, RTCPeerConnection]] = []
         # Every address Janus offered an ICE candidate on, in its offers and answers.

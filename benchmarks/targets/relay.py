@@ -39,9 +39,11 @@ from . import OnReceiver, TargetInfo
 __all__ = [
     "RelayClient",
     "RelayServer",
+    "OPTIONS",
     "TargetError",
     "loopback_peer_connection",
     "send_only",
+    "timeout_option",
     "wait_connected",
 ]
 
@@ -52,6 +54,22 @@ STOP_GRACE_S = 10.0
 LONG_POLL_S = 25.0
 # Codecs the pre-encoded clip is in (benchmarks.clip): the sender only packetizes them.
 CLIP_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
+
+
+# timeout_s: the bound, in seconds, on each step of a client's join (default 20).
+OPTIONS = frozenset({"timeout_s"})
+
+
+def timeout_option(options: Mapping[str, Any]) -> float:
+    """``options["timeout_s"]`` as a positive number of seconds (text from the command line)."""
+    value = options.get("timeout_s", DEFAULT_TIMEOUT_S)
+    try:
+        timeout_s = float(value)
+    except (TypeError, ValueError):
+        timeout_s = -1.0
+    if not 0 < timeout_s <= 600:
+        raise ValueError(f"timeout_s must be a number of seconds in (0, 600], not {value!r}")
+    return timeout_s
 
 
 class TargetError(RuntimeError):
@@ -104,6 +122,10 @@ class RelayServer:
     def __init__(self, options: Mapping[str, Any] | None = None,
                  startup_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.info = TargetInfo("relay", "", dict(options or {}))
+        unknown = set(self.info.options) - OPTIONS
+        if unknown:
+            raise ValueError(f"unknown relay options {sorted(unknown)} (known: {sorted(OPTIONS)})")
+        timeout_option(self.info.options)
         self.startup_timeout_s = startup_timeout_s
         self.log_path: Path | None = None
         self._process: asyncio.subprocess.Process | None = None
@@ -186,7 +208,7 @@ class RelayClient:
 
     def __init__(self, info: TargetInfo) -> None:
         self.info = info
-        self.timeout_s = float(info.options.get("timeout_s", DEFAULT_TIMEOUT_S))
+        self.timeout_s = timeout_option(info.options)
         self.publisher_id: str | None = None
         self.publish_pc: RTCPeerConnection | None = None
         self.subscriptions: dict[str, RTCPeerConnection] = {}  # subscriber id -> pc

@@ -103,6 +103,11 @@ def test_bad_settings_are_refused(changes: dict[str, object], message: str) -> N
         JanusSettings(**{"http_port": 18088, **changes})  # type: ignore[arg-type]
 
 
+def test_an_unknown_option_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown janus options"):
+        JanusServer({"event_loop": "2"})
+
+
 @pytest.mark.parametrize("value", ["two", 0, "0", True, 2.5])
 def test_a_bad_event_loops_option_is_refused_at_once(value: object) -> None:
     with pytest.raises(ValueError, match="event_loops must be an integer from 1 to 64"):

@@ -201,3 +201,12 @@ async def test_the_relay_sfu_refuses_bad_requests(tmp_path: Path) -> None:
     finally:
         await server.stop()
     assert server.pids() == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"loops": "2"}, "unknown relay options"), ({"timeout_s": "soon"}, "timeout_s must be")],
+)
+def test_bad_options_are_refused(options: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RelayServer(options)
