@@ -16,12 +16,16 @@ under capacity, by one of :data:`STRATEGIES`:
                      by the registry (shared in Redis by every control plane).
 
 The lease is then taken with ``claim`` (no lease) or ``move`` (compare-and-set
-from a dead owner). When another control plane wins that race, its choice is
-the answer: every control plane agrees on one node per meeting.
+from a dead owner). Just after Redis restarted or was flushed, a meeting
+without a lease waits (at most ``MAX_SETTLE_WAIT_S``) until the registry has
+settled, so that its host can re-claim it first. When another control plane
+wins the race for a lease, its choice is the answer: every control plane
+agrees on one node per meeting.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -37,6 +41,7 @@ STRATEGIES = ("consistent_hash", "least_loaded", "region", "round_robin")
 # control plane changed the lease in between, which settles in one more round.
 MAX_ATTEMPTS = 4
 ROUND_ROBIN_COUNTER = "placement:round_robin"
+MAX_SETTLE_WAIT_S = 3.0
 NO_NODE_RETRY_S = 1
 REDIS_DOWN_RETRY_S = 2
 
@@ -96,12 +101,22 @@ class Placement:
             ) from exc
 
     async def _place(self, meeting_id: str, region: str | None) -> NodeRecord:
+        settled = False
         for _ in range(MAX_ATTEMPTS):
             owner = await self.registry.lease_owner(meeting_id)
             live = {node.node_id: node for node in await self.registry.live_nodes()}
             if owner is not None and owner in live:
                 log.debug("meeting %s stays on its live owner %s", meeting_id, owner)
                 return live[owner]
+            if live and not settled:
+                settled = True
+                wait = await self.registry.settling()
+                if wait > 0:
+                    # Redis came back empty: the meeting's host may not have re-claimed
+                    # its lease yet. Placing it now could move it for nothing.
+                    log.info("registry settling: meeting %s waits %.1f s", meeting_id, wait)
+                    await asyncio.sleep(min(wait, MAX_SETTLE_WAIT_S))
+                    continue
             choice = await self.choose(meeting_id, list(live.values()), region)
             if owner is None:
                 winner: str | None = await self.registry.claim(meeting_id, choice.node_id)

@@ -15,6 +15,10 @@ by compare-and-set, so that a meeting is never hosted on two nodes.
   when its record exists and its process is subscribed to
   :func:`rpc_channel` (``PUBSUB NUMSUB``): a SIGKILLed process's connection
   drops at once, so death shows long before the record's TTL runs out.
+  After Redis restarts or is flushed the registry *settles* for ``SETTLE_S``
+  (:meth:`Registry.settling`): until every live node has re-registered and
+  re-claimed its leases, a meeting without a lease may be one whose host has
+  not spoken yet.
 * :class:`LocalRegistry` for single-node ``townhall serve``: the same
   semantics with dicts and expiry times, no Redis.
 
@@ -60,6 +64,11 @@ T = TypeVar("T")
 
 NODE_KEY = "townhall:node:"
 NODE_INDEX_KEY = "townhall:nodes"  # a set of node ids, so nodes() need not SCAN the leases
+# When the first node registered since Redis started (or was flushed), Redis time in ms.
+SINCE_KEY = "townhall:registry-since"
+# A fresh registry settles once every live node had one heartbeat to register
+# and re-claim its meetings' leases.
+SETTLE_S = HEARTBEAT_INTERVAL_S + 0.5
 LEASE_KEY = "townhall:lease:"
 COUNTER_KEY = "townhall:counter:"
 RPC_CHANNEL = "townhall:rpc:"
@@ -280,6 +289,9 @@ class Registry(Protocol):
     async def next_counter(self, name: str) -> int:
         """Increment a shared counter and return its new value (round-robin placement)."""
 
+    async def settling(self) -> float:
+        """Seconds until a restarted or flushed registry has heard from every live node."""
+
 
 def _ttl_ms(ttl_s: float) -> int:
     if not ttl_s > 0:
@@ -318,6 +330,20 @@ RELEASE_LUA = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 return redis.call('DEL', KEYS[1])
 """
+# KEYS: record, index, since; ARGV: node id, record, TTL in ms.
+REGISTER_LUA = """
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+local now = redis.call('TIME')
+redis.call('SET', KEYS[3], now[1] * 1000 + math.floor(now[2] / 1000), 'NX')
+"""
+# KEYS[1]: since. Returns the registry's age in ms, or -1 when no node registered yet.
+AGE_LUA = """
+local since = redis.call('GET', KEYS[1])
+if not since then return -1 end
+local now = redis.call('TIME')
+return now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(since)
+"""
 # KEYS[1]: the node index; ARGV[1]: the record key prefix. Returns id, record, id,
 # record...; drops ids whose record expired. (Record keys are built here, not
 # declared: standalone Redis only, as is everything in this module.)
@@ -341,9 +367,14 @@ UNAVAILABLE_REPLIES = ("LOADING", "MISCONF", "READONLY", "MASTERDOWN", "TRYAGAIN
 class RedisRegistry:
     """The registry in Redis, for a cluster of nodes and control planes."""
 
-    def __init__(self, redis: aioredis.Redis, node_ttl_s: float = NODE_TTL_S) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, node_ttl_s: float = NODE_TTL_S, settle_s: float = SETTLE_S
+    ) -> None:
         self.redis = redis
         self.node_ttl_s = node_ttl_s
+        self.settle_s = settle_s
+        self._register = redis.register_script(REGISTER_LUA)
+        self._age = redis.register_script(AGE_LUA)
         self._nodes = redis.register_script(NODES_LUA)
         self._renew = redis.register_script(RENEW_LUA)
         self._claim = redis.register_script(CLAIM_LUA)
@@ -382,11 +413,9 @@ class RedisRegistry:
 
     async def register(self, record: NodeRecord) -> None:
         ttl = _ttl_ms(self.node_ttl_s)
+        keys = [NODE_KEY + record.node_id, NODE_INDEX_KEY, SINCE_KEY]
         async with self._redis("register"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.set(NODE_KEY + record.node_id, record.to_json(), px=ttl)
-            pipe.sadd(NODE_INDEX_KEY, record.node_id)
-            await pipe.execute()
+            await self._register(keys=keys, args=[record.node_id, record.to_json(), ttl])
 
     async def deregister(self, node_id: str) -> None:
         async with self._redis("deregister"):
@@ -470,6 +499,13 @@ class RedisRegistry:
     async def next_counter(self, name: str) -> int:
         async with self._redis("counter"):
             return int(await self.redis.incr(COUNTER_KEY + name))
+
+    async def settling(self) -> float:
+        if self.settle_s <= 0:
+            return 0.0
+        async with self._redis("registry age"):
+            age_ms = int(await self._age(keys=[SINCE_KEY]))
+        return self.settle_s if age_ms < 0 else max(0.0, self.settle_s - age_ms / 1000)
 
 
 def _unexpired(table: dict[str, tuple[T, float]], key: str, now: float) -> T | None:
@@ -565,3 +601,6 @@ class LocalRegistry:
     async def next_counter(self, name: str) -> int:
         self._counters[name] = self._counters.get(name, 0) + 1
         return self._counters[name]
+
+    async def settling(self) -> float:
+        return 0.0  # it lives and dies with the node it describes

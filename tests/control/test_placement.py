@@ -97,7 +97,7 @@ async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
         return
     url = request.getfixturevalue("redis_server").url
     client = connect(url)
-    running = Cluster(RedisRegistry(client), url)
+    running = Cluster(RedisRegistry(client, settle_s=0), url)
     try:
         yield running
     finally:
@@ -322,12 +322,12 @@ async def test_a_lease_changed_under_the_placement_goes_to_the_winner() -> None:
 @pytest.mark.parametrize("strategy", ["consistent_hash", "round_robin", "least_loaded"])
 async def test_two_control_planes_agree_on_one_owner(redis_server: Any, strategy: str) -> None:
     """Two control planes, each with its own Redis connection, place 200 meetings at once."""
-    cluster = Cluster(RedisRegistry(connect(redis_server.url)), redis_server.url)
+    cluster = Cluster(RedisRegistry(connect(redis_server.url), settle_s=0), redis_server.url)
     planes = [connect(redis_server.url), connect(redis_server.url)]
     try:
         for node_id in ("node-a", "node-b", "node-c"):
             await cluster.add(node_id)
-        one, two = (Placement(RedisRegistry(client), strategy) for client in planes)
+        one, two = (Placement(RedisRegistry(client, settle_s=0), strategy) for client in planes)
         meetings = MEETINGS[:200]
         answers = await asyncio.gather(
             *(plane.place(m) for m in meetings for plane in (one, two))
@@ -354,7 +354,7 @@ from townhall.cluster import RedisRegistry, connect
 async def main(url, strategy, count):
     gate = aioredis.from_url(url, decode_responses=True)
     client = connect(url)
-    placement = Placement(RedisRegistry(client), strategy)
+    placement = Placement(RedisRegistry(client, settle_s=0), strategy)
     await gate.rpush("racers-ready", "1")
     await gate.blpop(["racers-go"], timeout=20)
     meetings = [f"meeting-{i:03d}" for i in range(count)]
@@ -372,7 +372,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 async def test_two_control_plane_processes_agree_on_one_owner(
     redis_server: Any, strategy: str
 ) -> None:
-    cluster = Cluster(RedisRegistry(connect(redis_server.url)), redis_server.url)
+    cluster = Cluster(RedisRegistry(connect(redis_server.url), settle_s=0), redis_server.url)
     gate = aioredis.from_url(redis_server.url, decode_responses=True)
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-c", RACER, redis_server.url, strategy, "200"]
@@ -410,7 +410,7 @@ async def test_two_control_plane_processes_agree_on_one_owner(
 
 async def test_redis_down_fails_fast_and_placement_recovers(redis_server: Any) -> None:
     client = connect(redis_server.url)
-    cluster = Cluster(RedisRegistry(client), redis_server.url)
+    cluster = Cluster(RedisRegistry(client, settle_s=0), redis_server.url)
     try:
         await cluster.add("node-a")
         placement = Placement(cluster.registry)
@@ -437,7 +437,7 @@ async def test_redis_down_fails_fast_and_placement_recovers(redis_server: Any) -
 
 async def test_a_hung_redis_fails_fast(redis_server: Any) -> None:
     client = connect(redis_server.url)
-    cluster = Cluster(RedisRegistry(client), redis_server.url)
+    cluster = Cluster(RedisRegistry(client, settle_s=0), redis_server.url)
     try:
         await cluster.add("node-a")
         placement = Placement(cluster.registry)
@@ -450,5 +450,37 @@ async def test_a_hung_redis_fails_fast(redis_server: Any) -> None:
         assert (await placement.place("m1")).node_id == "node-a"
     finally:
         redis_server.resume()
+        await cluster.close()
+        await client.aclose()
+
+
+async def test_after_a_flush_the_host_reclaims_its_meeting_before_placement(
+    redis_server: Any,
+) -> None:
+    """Redis lost everything: node-b registers first, but m1 stays with node-a, its host."""
+    client = connect(redis_server.url)
+    cluster = Cluster(RedisRegistry(client, settle_s=1.0), redis_server.url)
+    try:
+        await cluster.add("node-a")
+        await cluster.add("node-b")
+        placement = Placement(cluster.registry)
+        m1 = next(m for m in MEETINGS if rendezvous(m, [node("node-a"), node("node-b")]).node_id
+                  == "node-b")  # fmt: skip
+        await cluster.registry.claim(m1, "node-a")
+        redis_server.flushall()
+        await cluster.add("node-b")  # the first heartbeat after the flush
+        started = time.monotonic()
+        placing = asyncio.create_task(placement.place(m1))
+        await asyncio.sleep(0.3)
+        assert not placing.done(), "placement waits while the registry settles"
+        await cluster.add("node-a")  # node-a's heartbeat: register, then renew its leases
+        assert await cluster.registry.renew("node-a", [m1]) == set()
+        assert (await asyncio.wait_for(placing, 3)).node_id == "node-a"
+        assert 0.9 <= time.monotonic() - started < 1.5
+        # Settled: a new meeting is placed at once, its lease kept.
+        started = time.monotonic()
+        await placement.place("fresh")
+        assert time.monotonic() - started < 0.2
+    finally:
         await cluster.close()
         await client.aclose()

@@ -328,6 +328,24 @@ async def test_the_node_index_forgets_expired_records(redis_client: aioredis.Red
     assert await redis_client.smembers(NODE_INDEX_KEY) == set()
 
 
+async def test_a_fresh_registry_settles_after_the_first_registration(
+    redis_client: aioredis.Redis, redis_server: Any
+) -> None:
+    registry = RedisRegistry(redis_client, settle_s=0.5)
+    assert await registry.settling() == 0.5, "no node has registered yet"
+    await registry.register(record("node-a"))
+    assert 0.3 < await registry.settling() <= 0.5
+    await asyncio.sleep(0.3)
+    await registry.register(record("node-a"))  # later heartbeats do not restart it
+    assert 0 < await registry.settling() <= 0.2
+    await asyncio.sleep(0.25)
+    assert await registry.settling() == 0.0
+    redis_server.flushall()
+    assert await registry.settling() == 0.5, "flushed: settling again"
+    assert await LocalRegistry().settling() == 0.0
+    assert await RedisRegistry(redis_client, settle_s=0).settling() == 0.0
+
+
 # --- leases ------------------------------------------------------------------------------
 
 
