@@ -41,7 +41,7 @@ STRATEGIES = ("consistent_hash", "least_loaded", "region", "round_robin")
 # control plane changed the lease in between, which settles in one more round.
 MAX_ATTEMPTS = 4
 ROUND_ROBIN_COUNTER = "placement:round_robin"
-MAX_SETTLE_WAIT_S = 3.0
+MAX_SETTLE_WAIT_S = 3.5
 NO_NODE_RETRY_S = 1
 REDIS_DOWN_RETRY_S = 2
 

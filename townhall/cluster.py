@@ -67,8 +67,9 @@ NODE_INDEX_KEY = "townhall:nodes"  # a set of node ids, so nodes() need not SCAN
 # When the first node registered since Redis started (or was flushed), Redis time in ms.
 SINCE_KEY = "townhall:registry-since"
 # A fresh registry settles once every live node had one heartbeat to register
-# and re-claim its meetings' leases.
-SETTLE_S = HEARTBEAT_INTERVAL_S + 0.5
+# and re-claim its meetings' leases, and its bus (resubscribing at most 2 s
+# apart) to listen again: until then it does not look alive.
+SETTLE_S = HEARTBEAT_INTERVAL_S + 1.0
 LEASE_KEY = "townhall:lease:"
 COUNTER_KEY = "townhall:counter:"
 RPC_CHANNEL = "townhall:rpc:"
