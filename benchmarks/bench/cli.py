@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SFUs to measure in this run, side by side: townhall (starts `townhall serve` on "
              "loopback), relay (aiortc MediaRelay reference, decodes and re-encodes), janus "
              "(Janus videoroom; e.g. janus:event_loops=2); townhall:profile=FILE runs the "
-             "server under cProfile (do not publish those figures). Default townhall")
+             "server under cProfile (do not publish those figures); default townhall")
     add("--warmup-s", type=float, default=5.0,
         help="seconds after every subscriber receives media before the window (default 5)")
     add("--window-s", type=float, default=20.0, help="seconds measured (default 20)")
