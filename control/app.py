@@ -70,6 +70,7 @@ from .webpages import WebClient
 __all__ = [
     "ALERT_MONITOR",
     "CONTROL_EVENTS",
+    "LOBBY",
     "RECORDING_EVENTS",
     "RECORDINGS",
     "TELEMETRY",
@@ -89,6 +90,8 @@ RECORDINGS = web.AppKey("recordings", Recordings)
 TELEMETRY = web.AppKey("telemetry", NodeTelemetry)
 ALERT_MONITOR = web.AppKey("alert_monitor", AlertMonitor)
 WEBHOOKS = web.AppKey("webhooks", WebhookDispatcher)
+# The lobby, whose decisions a cluster's control planes tell each other.
+LOBBY = web.AppKey("lobby", Lobby)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -238,6 +241,7 @@ def create_app(
     app[TELEMETRY] = telemetry
     app[ALERT_MONITOR] = monitor
     app[WEBHOOKS] = webhooks
+    app[LOBBY] = lobby
     app.cleanup_ctx.append(lifetime)
     app.on_shutdown.append(stop_polls)
     app.add_routes([web.get("/metrics", prometheus), web.get("/api/v1/openapi.json", openapi)])

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import datetime
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from .audit import AuditEntry
@@ -42,6 +43,8 @@ class Lobby:
     def __init__(self, context: ControlContext) -> None:
         self._context = context
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        # Told of every decision made here (a cluster tells the other control planes).
+        self.decision_listeners: list[Callable[[str], None]] = []
         self._closing = False
 
     async def waiting(self, meeting_id: str) -> list[Participant]:
@@ -68,7 +71,14 @@ class Lobby:
             self.decided(participant_id)
 
     def decided(self, participant_id: str) -> None:
-        """Wake the polls of a waiter whose standing changed."""
+        """Wake the polls of a waiter whose standing changed (here and, through the
+        listeners, in the other control-plane processes)."""
+        self.wake(participant_id)
+        for listener in self.decision_listeners:
+            listener(participant_id)
+
+    def wake(self, participant_id: str) -> None:
+        """Wake this process's polls of a waiter; they read the store again."""
         for waiter in self._waiters.pop(participant_id, set()):
             if not waiter.done():
                 waiter.set_result(None)

@@ -82,7 +82,8 @@ async def _refuse(ws: web.WebSocketResponse, exc: BaseException) -> None:
 
 async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketResponse:
     """Run one participant's signaling session until it leaves or is dropped."""
-    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_SIGNAL_FRAME_BYTES)
+    # timeout: how long closing waits for the client's close frame.
+    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=MAX_SIGNAL_FRAME_BYTES, timeout=2.0)
     await ws.prepare(request)
     claims: TokenClaims | None = None
     participant: Participant | None = None

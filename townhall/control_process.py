@@ -13,18 +13,21 @@ several machines (PostgreSQL) plugs in behind ``control.store``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from control import CONTROL_EVENTS, create_app
-from control.app import RECORDING_EVENTS
+from control.app import LOBBY, RECORDING_EVENTS
 from control.cluster import ClusterMediaPlane, NodeDirectory, control_handlers
 from control.placement import Placement
 from recorder.archive import StorageArchive
 from townhall.cluster import RedisRegistry, connect
-from townhall.cluster_bus import Bus
+from townhall.cluster_bus import Bus, BusUnavailable
 
 from .config import Config, Secrets
 from .control_setup import control_config
@@ -33,6 +36,15 @@ from .recording_setup import recorder_config, storage_for
 __all__ = ["CONTROL_GROUP", "build_control_app"]
 
 CONTROL_GROUP = "control"
+LOBBY_DECIDED = "lobby-decided"
+log = logging.getLogger("townhall.control")
+
+
+async def _announce(bus: Bus, kind: str, participant_id: str) -> None:
+    try:
+        await bus.announce({"type": kind, "participant_id": participant_id})
+    except BusUnavailable as exc:
+        log.warning("could not tell the other control planes of a lobby decision: %s", exc)
 
 
 def build_control_app(config: Config, secrets: Secrets, web_root: Path) -> web.Application:
@@ -43,7 +55,6 @@ def build_control_app(config: Config, secrets: Secrets, web_root: Path) -> web.A
     registry = RedisRegistry(redis)
     bus = Bus(redis, f"control-{uuid.uuid4().hex[:8]}", groups=(CONTROL_GROUP,))
     media = ClusterMediaPlane(bus, registry)
-    bus.on_event = media.on_event
     placement = Placement(
         registry, strategy=cluster.placement, region=cluster.region, load_cap=cluster.load_cap
     )
@@ -63,6 +74,23 @@ def build_control_app(config: Config, secrets: Secrets, web_root: Path) -> web.A
         media_in_process=False,
     )
     bus.handlers.update(control_handlers(app[CONTROL_EVENTS], app[RECORDING_EVENTS]))
+    lobby = app[LOBBY]
+    decisions: set[asyncio.Task[None]] = set()
+
+    def announce_decision(participant_id: str) -> None:
+        # A waiter may be long-polling another control plane: wake it there.
+        task = asyncio.ensure_future(_announce(bus, LOBBY_DECIDED, participant_id))
+        decisions.add(task)
+        task.add_done_callback(decisions.discard)
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event.get("type") == LOBBY_DECIDED and isinstance(event.get("participant_id"), str):
+            lobby.wake(event["participant_id"])
+        else:
+            media.on_event(event)
+
+    lobby.decision_listeners.append(announce_decision)
+    bus.on_event = on_event
 
     async def start_bus(app: web.Application) -> None:
         await bus.start()

@@ -240,3 +240,33 @@ async def test_redis_stopped_mid_meeting(cluster: Cluster, redis_server: RedisSe
     finally:
         await alice.leave()
         await bob.leave()
+
+
+def test_a_lobby_decision_on_one_control_plane_wakes_a_poll_on_another(
+    cluster: Cluster,
+) -> None:
+    first = cluster.start_control()
+    second = cluster.start_control()
+    cluster.start_node("n1")
+    meeting_id = first.create_meeting("lobby")["id"]
+    first.api("PATCH", f"/api/v1/meetings/{meeting_id}/policy", {"require_waiting_room": True})
+    waiter = first.join(meeting_id, "Wanda")
+    assert waiter["status"] == "waiting"
+    path = f"/api/v1/meetings/{meeting_id}/lobby/{waiter['participant_id']}"
+
+    def poll() -> tuple[float, Any]:
+        started = time.monotonic()
+        status, body = first.request(
+            "GET", f"{path}?wait=25", api_key=waiter["control_token"], timeout=30
+        )
+        assert status == 200, body
+        return time.monotonic() - started, body
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        polled = pool.submit(poll)
+        time.sleep(1.0)
+        second.api("POST", f"{path}/admit", {})
+        waited_s, body = polled.result(timeout=30)
+    assert body["status"] == "joined"
+    assert cluster.node_for_url(body["signaling_url"]) == "n1"
+    assert waited_s < 5, f"the poll on the other control plane woke after {waited_s:.1f} s"
