@@ -6,6 +6,10 @@
   node stats) comes from the snapshots nodes broadcast every heartbeat and
   whenever someone joins or leaves, so reads never wait on another process;
   a node that stops broadcasting (dead) drops out after ``NODE_TTL_S``.
+* A node that died takes its connections with it: when its snapshots stop
+  and the registry agrees it is gone, whoever it hosted and who has not come
+  back (on another node) within ``LOST_GRACE_S`` is reported as having left,
+  so that they stop holding a place.
 * :func:`control_handlers` is what the control plane answers on the bus:
   the contract's ``ControlEvents`` and ``RecordingEvents``, called by nodes.
 * :class:`NodeDirectory` is what the admin API shows of the nodes
@@ -15,6 +19,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +37,10 @@ __all__ = ["ClusterMediaPlane", "NodeDirectory", "control_handlers"]
 log = logging.getLogger(__name__)
 
 _UNREACHABLE = (BusUnavailable, PeerUnreachable)
+# How long the participants of a dead node have to reconnect elsewhere before
+# they are reported as having left.
+LOST_GRACE_S = 20.0
+LOST_REASON = "their media node was lost"
 
 
 @dataclass
@@ -58,6 +67,8 @@ class ClusterMediaPlane:
         self._fresh_s = fresh_s
         self._clock = clock
         self._nodes: dict[str, _Snapshot] = {}
+        # (when to check, node id, meeting id -> participant ids it hosted)
+        self._lost: list[tuple[float, str, dict[str, list[str]]]] = []
 
     # -- what nodes broadcast -------------------------------------------------
 
@@ -101,6 +112,42 @@ class ClusterMediaPlane:
         """The stats a live node last broadcast."""
         snapshot = self._fresh().get(node_id)
         return snapshot.stats if snapshot is not None else None
+
+    async def watch(self, events: ControlEvents, grace_s: float = LOST_GRACE_S) -> None:
+        """Run forever: report the participants of dead nodes who did not come back."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._reap(events, grace_s)
+            except Exception:
+                log.exception("checking for lost nodes failed")
+
+    async def _reap(self, events: ControlEvents, grace_s: float) -> None:
+        now = self._clock()
+        for node_id, snapshot in list(self._nodes.items()):
+            if now - snapshot.heard_at > self._fresh_s:
+                del self._nodes[node_id]
+                hosted = {
+                    meeting_id: [p["participant_id"] for p in entry.get("roster") or []]
+                    for meeting_id, entry in snapshot.meetings.items()
+                }
+                self._lost.append((now + grace_s, node_id, hosted))
+        due = [lost for lost in self._lost if lost[0] <= now]
+        self._lost = [lost for lost in self._lost if lost[0] > now]
+        for _, node_id, hosted in due:
+            try:
+                if await self._registry.alive(node_id):
+                    continue  # only quiet (Redis was away): it still hosts them
+            except RegistryUnavailable:
+                self._lost.append((now + grace_s, node_id, hosted))
+                continue
+            for meeting_id, participant_ids in hosted.items():
+                here = {p["participant_id"] for p in self.roster(meeting_id)}
+                for participant_id in participant_ids:
+                    if participant_id not in here:
+                        await events.participant_disconnected(
+                            meeting_id, participant_id, LOST_REASON
+                        )
 
     # -- MediaPlane: reads ------------------------------------------------------
 

@@ -92,10 +92,16 @@ def build_control_app(config: Config, secrets: Secrets, web_root: Path) -> web.A
     lobby.decision_listeners.append(announce_decision)
     bus.on_event = on_event
 
+    watcher: list[asyncio.Task[None]] = []
+
     async def start_bus(app: web.Application) -> None:
         await bus.start()
+        watcher.append(asyncio.create_task(media.watch(app[CONTROL_EVENTS])))
 
     async def stop_bus(app: web.Application) -> None:
+        for task in watcher:
+            task.cancel()
+        await asyncio.gather(*watcher, return_exceptions=True)
         await bus.close()
         await redis.aclose()
 

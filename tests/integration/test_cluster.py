@@ -270,3 +270,37 @@ def test_a_lobby_decision_on_one_control_plane_wakes_a_poll_on_another(
     assert body["status"] == "joined"
     assert cluster.node_for_url(body["signaling_url"]) == "n1"
     assert waited_s < 5, f"the poll on the other control plane woke after {waited_s:.1f} s"
+
+
+async def test_who_does_not_come_back_from_a_dead_node_stops_holding_a_place(
+    cluster: Cluster,
+) -> None:
+    cluster.start_control()
+    cluster.start_node("n1")
+    meeting_id = cluster.control.create_meeting("lost")["id"]
+    tap = RtpTap()
+    gone = await Participant.join(
+        cluster.control.base_url,
+        meeting_id,
+        "Gone",
+        options=ClientOptions(receive_tap=tap, reconnect=False),
+    )
+    path = f"/api/v1/meetings/{meeting_id}/participants"
+    try:
+        await gone.wait_until(
+            lambda: bool(cluster.control.api("GET", path)["participants"][0]["connected"]),
+            WAIT_S,
+            "connected in the store",
+        )
+        cluster.kill_node("n1")
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            [entry] = cluster.control.api("GET", path)["participants"]
+            if entry["status"] != "joined":
+                break
+            await asyncio.sleep(0.5)
+        assert not entry["connected"], entry
+        assert entry["status"] == "left"
+        assert entry["status_reason"] == "their media node was lost"
+    finally:
+        await gone.leave()
