@@ -21,7 +21,7 @@ OPERATIONS = sorted(
 
 def test_every_operation_names_its_scope() -> None:
     scopes = {scope for _, _, scope in OPERATIONS}
-    assert scopes <= {"admin", "host", "participant", "self-or-host", "public"}
+    assert scopes <= {"admin", "host", "participant", "self", "self-or-host", "public"}
 
 
 async def request(hall: Hall, method: str, path: str, token: str | None) -> int:
@@ -39,6 +39,7 @@ def concrete(path: str, meeting_id: str, participant_id: str) -> str:
         path="x.js",
         recording_id="norecording",
         file_id="nofile.ogg",
+        node_id="nonode",
     )
 
 
@@ -61,3 +62,7 @@ async def test_callers_outside_the_scope_are_refused(
     elif scope == "self-or-host":
         other = await hall.join(meeting_id, "Bob")
         assert await request(hall, method, target, other["control_token"]) == 403
+    elif scope == "self":
+        other = await hall.join(meeting_id, "Bob")
+        assert await request(hall, method, target, other["control_token"]) == 403
+        assert await request(hall, method, target, host["control_token"]) == 403
