@@ -108,6 +108,10 @@ class ClusterMediaPlane:
                 return entry
         return None
 
+    def per_node(self) -> dict[str, dict[str, Any]]:
+        """Each live node's last ``node_stats()``, by node id."""
+        return {node_id: s.stats for node_id, s in self._fresh().items() if s.stats}
+
     def node_snapshot(self, node_id: str) -> dict[str, Any] | None:
         """The stats a live node last broadcast."""
         snapshot = self._fresh().get(node_id)

@@ -126,6 +126,8 @@ class MediaCollector(Collector):
                     f"The machine's {name} use (0..1).",
                     value / 100,
                 )
+        if telemetry.per_node is not None:
+            yield from _per_node(telemetry.per_node())
         recorder = telemetry.recorder()
         if recorder is not None:
             yield from _recorder(recorder)
@@ -140,6 +142,24 @@ class MediaCollector(Collector):
             for severity, count in sorted(counts.items()):
                 firing.add_metric([severity], count)
             yield firing
+
+
+def _per_node(nodes: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """A cluster's live nodes, one series each (the number of nodes bounds the labels)."""
+    for key, name, what in (
+        ("meetings", "townhall_node_meetings", "Meetings hosted, per node."),
+        ("participants", "townhall_node_participants", "Participants connected, per node."),
+        ("tracks", "townhall_node_tracks", "Tracks published, per node."),
+        (
+            "forwarded_packets_per_s",
+            "townhall_node_forwarded_packets_per_second",
+            "RTP packets forwarded per second, per node.",
+        ),
+    ):
+        family = GaugeMetricFamily(name, what, labels=["node_id"])
+        for node_id, stats in sorted(nodes.items()):
+            family.add_metric([node_id], float(stats.get(key, 0) or 0))
+        yield family
 
 
 def _media(stats: dict[str, Any]) -> Iterator[Metric]:

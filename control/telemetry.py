@@ -117,6 +117,9 @@ class NodeTelemetry:
         self.host = host or HostLoad()
         # Set by the composition root once the recorder exists.
         self.recorder_stats = recorder_stats
+        # A cluster's nodes, each by id with its last node_stats() (set by the
+        # composition root of `townhall control`); None: one node.
+        self.per_node: Callable[[], dict[str, dict[str, Any]]] | None = None
         self.started = time.monotonic()
 
     @property

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from control import CONTROL_EVENTS, create_app
-from control.app import LOBBY, RECORDING_EVENTS
+from control.app import LOBBY, RECORDING_EVENTS, TELEMETRY
 from control.cluster import ClusterMediaPlane, NodeDirectory, control_handlers
 from control.placement import Placement
 from recorder.archive import StorageArchive
@@ -74,6 +74,7 @@ def build_control_app(config: Config, secrets: Secrets, web_root: Path) -> web.A
         media_in_process=False,
     )
     bus.handlers.update(control_handlers(app[CONTROL_EVENTS], app[RECORDING_EVENTS]))
+    app[TELEMETRY].per_node = media.per_node
     lobby = app[LOBBY]
     decisions: set[asyncio.Task[None]] = set()
 

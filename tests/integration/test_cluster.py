@@ -92,6 +92,14 @@ def test_meetings_spread_over_the_nodes_and_stay_where_they_are(cluster: Cluster
             m for m, n in placed.items() if n == node_id
         )
         assert nodes[node_id]["heartbeat_age_s"] < 6
+    # /metrics has a series per live node.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, text = cluster.control.request("GET", "/metrics")
+        if all(f'townhall_node_participants{{node_id="{n}"}}' in text for n in ("n1", "n2")):
+            break
+        time.sleep(0.5)
+    assert 'townhall_node_meetings{node_id="n1"}' in text, text[-2000:]
 
 
 def test_two_control_planes_placing_at_once_agree(cluster: Cluster) -> None:
