@@ -42,6 +42,10 @@ class Sizing:
     cost_source: str
 
     def statement(self) -> str:
+        if self.meetings == 0:
+            return (f"a node with {self.cores} cores holds no meeting of {self.participants} "
+                    f"participants at {self.kbps:.0f} kbps: one needs more than "
+                    f"{self.headroom * 100:.0f}% of a core")
         return (f"a node with {self.cores} cores holds about {self.meetings} meetings of "
                 f"{self.participants} participants at {self.kbps:.0f} kbps")
 

@@ -22,6 +22,10 @@ __all__ = ["LoadFigures", "PointResult", "Reading", "analyse"]
 SATURATED_PERCENT = 85.0
 LOOP_LAG_LIMIT_MS = 100.0
 OTHERS_NOTICEABLE_PERCENT = 10.0
+# Above this, a late loop is more likely the machine's doing than the load's.
+STARVED_OTHERS_PERCENT = 50.0
+# The issue's target: under 0.1% loss.
+LOSS_NOTICEABLE_PERCENT = 0.1
 
 
 @dataclass
@@ -230,11 +234,13 @@ def analyse(
 def warnings_for(result: PointResult) -> list[str]:
     """What makes a result doubtful, in words."""
     notes = []
+    starved = result.other_cpu_percent > STARVED_OTHERS_PERCENT
     for lf in result.load:
         if lf.limited:
             notes.append(
                 f"load generator {lf.name} was the limit, not the SFU: {lf.cpu_percent:.0f}% "
                 f"of a core, event loop up to {lf.loop_lag_max_ms:.0f} ms late"
+                + (" (starved: other processes kept the CPUs busy)" if starved else "")
             )
         if lf.udp_drops:
             notes.append(f"{lf.udp_drops} datagrams dropped on {lf.name}'s sockets (it fell "
@@ -248,6 +254,9 @@ def warnings_for(result: PointResult) -> list[str]:
                      "of a core: the machine was not quiet")
     if result.sfu_udp_drops:
         notes.append(f"{result.sfu_udp_drops} datagrams dropped on the SFU's sockets")
+    if result.loss_percent > LOSS_NOTICEABLE_PERCENT:
+        notes.append(f"{result.lost} packets lost after NACK recovery ({result.loss_percent:.2f}%, "
+                     f"worst subscriber {result.worst_loss_percent:.2f}%)")
     ratio = result.delivery_ratio
     if ratio is not None and abs(ratio - 1) > 0.02:
         notes.append(f"subscribers received {ratio:.3f}x what the publishers sent them")

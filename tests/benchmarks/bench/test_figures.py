@@ -123,3 +123,10 @@ def test_sizing_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         sizing(cores=0, participants=4, kbps=1000, us_per_packet=10, cost_source="",
                bytes_per_video_packet=1200)
+
+
+def test_sizing_says_so_when_one_meeting_does_not_fit_a_core() -> None:
+    result = sizing(cores=2, participants=50, kbps=1000, us_per_packet=20.0, cost_source="t",
+                    bytes_per_video_packet=1250)
+    assert result.meetings == 0
+    assert "holds no meeting of 50 participants" in result.statement()
