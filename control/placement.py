@@ -103,20 +103,20 @@ class Placement:
     async def _place(self, meeting_id: str, region: str | None) -> NodeRecord:
         settled = False
         for _ in range(MAX_ATTEMPTS):
-            owner = await self.registry.lease_owner(meeting_id)
-            live = {node.node_id: node for node in await self.registry.live_nodes()}
+            view = await self.registry.view(meeting_id)  # one round trip
+            owner = view.lease_owner
+            live = {node.node_id: node for node in view.nodes}
             if owner is not None and owner in live:
                 log.debug("meeting %s stays on its live owner %s", meeting_id, owner)
                 return live[owner]
-            if live and not settled:
+            if live and view.settling_s > 0 and not settled:
+                # Redis came back empty: the meeting's host may not have re-claimed
+                # its lease yet. Placing it now could move it for nothing.
                 settled = True
-                wait = await self.registry.settling()
-                if wait > 0:
-                    # Redis came back empty: the meeting's host may not have re-claimed
-                    # its lease yet. Placing it now could move it for nothing.
-                    log.info("registry settling: meeting %s waits %.1f s", meeting_id, wait)
-                    await asyncio.sleep(min(wait, MAX_SETTLE_WAIT_S))
-                    continue
+                wait = min(view.settling_s, MAX_SETTLE_WAIT_S)
+                log.info("registry settling: meeting %s waits %.1f s", meeting_id, wait)
+                await asyncio.sleep(wait)
+                continue
             choice = await self.choose(meeting_id, list(live.values()), region)
             if owner is None:
                 winner: str | None = await self.registry.claim(meeting_id, choice.node_id)

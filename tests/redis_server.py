@@ -3,7 +3,7 @@
 ``RedisServer.start(workdir)`` runs it and waits until it answers PING;
 ``stop()`` (SIGTERM), ``kill()`` (SIGKILL), ``pause()``/``resume()``
 (SIGSTOP/SIGCONT: a Redis that accepts connections and never answers),
-``restart()`` on the same port, ``flushall()``. The ``redis_server`` fixture
+``restart()`` on the same port, ``flushall()``, ``command_calls()``. The ``redis_server`` fixture
 in ``tests/conftest.py`` starts one per test.
 """
 
@@ -140,6 +140,23 @@ class RedisServer:
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
             sock.sendall(" ".join(args).encode() + b"\r\n")
             return sock.recv(4096).split(b"\r\n", 1)[0]
+
+    def command_calls(self) -> dict[str, int]:
+        """Calls per command name so far (INFO commandstats), commands run by scripts included."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"INFO commandstats\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                data += sock.recv(65536)
+            length_line, body = data.split(b"\r\n", 1)
+            while len(body) < int(length_line[1:]):
+                body += sock.recv(65536)
+        calls: dict[str, int] = {}
+        for line in body.decode().splitlines():
+            if line.startswith("cmdstat_"):
+                name, fields = line[len("cmdstat_") :].split(":", 1)
+                calls[name] = int(fields.split("calls=", 1)[1].split(",", 1)[0])
+        return calls
 
     def flushall(self) -> None:
         """FLUSHALL; raises RuntimeError unless Redis answers OK."""

@@ -49,7 +49,7 @@ from redis.backoff import NoBackoff
 __all__ = [
     "HEARTBEAT_INTERVAL_S", "LEASE_TTL_S", "NODE_STATES", "NODE_TTL_S", "OP_TIMEOUT_S",
     "LocalRegistry", "NodeLoad", "NodeRecord", "RedisRegistry", "Registry", "RegistryUnavailable",
-    "connect", "rpc_channel",
+    "RegistryView", "connect", "rpc_channel",
 ]  # fmt: skip
 
 HEARTBEAT_INTERVAL_S = 2.0
@@ -244,6 +244,15 @@ class NodeRecord:
         return max(fractions)
 
 
+@dataclass(frozen=True)
+class RegistryView:
+    """What placement reads in one round trip: a lease, the live nodes, settling time."""
+
+    lease_owner: str | None
+    nodes: list[NodeRecord]  # alive, sorted by id
+    settling_s: float
+
+
 class Registry(Protocol):
     """Node records and meeting leases, shared by the nodes and the control planes."""
 
@@ -258,6 +267,9 @@ class Registry(Protocol):
 
     async def live_nodes(self) -> list[NodeRecord]:
         """The registered nodes whose process is alive (see :meth:`alive`)."""
+
+    async def view(self, meeting_id: str) -> RegistryView:
+        """The meeting's lease owner, the live nodes and the settling time, read at once."""
 
     async def node(self, node_id: str) -> NodeRecord | None:
         """One node's record, or None."""
@@ -338,28 +350,31 @@ redis.call('SADD', KEYS[2], ARGV[1])
 local now = redis.call('TIME')
 redis.call('SET', KEYS[3], now[1] * 1000 + math.floor(now[2] / 1000), 'NX')
 """
-# KEYS[1]: since. Returns the registry's age in ms, or -1 when no node registered yet.
-AGE_LUA = """
-local since = redis.call('GET', KEYS[1])
-if not since then return -1 end
-local now = redis.call('TIME')
-return now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(since)
-"""
-# KEYS[1]: the node index; ARGV[1]: the record key prefix. Returns id, record, id,
-# record...; drops ids whose record expired. (Record keys are built here, not
-# declared: standalone Redis only, as is everything in this module.)
-NODES_LUA = """
+# KEYS: the node index, since, [a lease]; ARGV: the record key prefix, the RPC
+# channel prefix (empty: every registered node, alive or not). Returns {lease
+# owner, registry age in ms (-1: no node registered yet), {id, record, ...}};
+# drops index ids whose record expired. Record keys and channels are built
+# here, not declared: standalone Redis only, as is everything in this module.
+VIEW_LUA = """
+local owner = false
+if KEYS[3] then owner = redis.call('GET', KEYS[3]) end
+local age = -1
+local since = redis.call('GET', KEYS[2])
+if since then
+  local now = redis.call('TIME')
+  age = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(since)
+end
 local found = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local record = redis.call('GET', ARGV[1] .. id)
-  if record then
+  if not record then
+    redis.call('SREM', KEYS[1], id)
+  elseif ARGV[2] == '' or redis.call('PUBSUB', 'NUMSUB', ARGV[2] .. id)[2] > 0 then
     found[#found + 1] = id
     found[#found + 1] = record
-  else
-    redis.call('SREM', KEYS[1], id)
   end
 end
-return found
+return {owner, age, found}
 """
 # Errors Redis answers while it cannot serve: the registry is unavailable, not wrong.
 UNAVAILABLE_REPLIES = ("LOADING", "MISCONF", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
@@ -375,8 +390,7 @@ class RedisRegistry:
         self.node_ttl_s = node_ttl_s
         self.settle_s = settle_s
         self._register = redis.register_script(REGISTER_LUA)
-        self._age = redis.register_script(AGE_LUA)
-        self._nodes = redis.register_script(NODES_LUA)
+        self._view = redis.register_script(VIEW_LUA)
         self._renew = redis.register_script(RENEW_LUA)
         self._claim = redis.register_script(CLAIM_LUA)
         self._move = redis.register_script(MOVE_LUA)
@@ -425,21 +439,32 @@ class RedisRegistry:
             pipe.srem(NODE_INDEX_KEY, node_id)
             await pipe.execute()
 
-    async def nodes(self) -> list[NodeRecord]:
-        async with self._redis("nodes"):
-            found = await self._nodes(keys=[NODE_INDEX_KEY], args=[NODE_KEY])
+    async def _read(self, what: str, meeting_id: str | None, live: bool) -> RegistryView:
+        keys = [NODE_INDEX_KEY, SINCE_KEY]
+        if meeting_id is not None:
+            keys.append(LEASE_KEY + meeting_id)
+        async with self._redis(what):
+            owner, age_ms, found = await self._view(
+                keys=keys, args=[NODE_KEY, RPC_CHANNEL if live else ""]
+            )
         pairs = zip(found[0::2], found[1::2], strict=True)
         records = [self._parse(NODE_KEY + str(node_id), str(text)) for node_id, text in pairs]
-        return sorted((r for r in records if r is not None), key=lambda r: r.node_id)
+        age_s = int(age_ms) / 1000
+        settling_s = self.settle_s if age_s < 0 else self.settle_s - age_s
+        return RegistryView(
+            lease_owner=None if owner is None else str(owner),
+            nodes=sorted((r for r in records if r is not None), key=lambda r: r.node_id),
+            settling_s=max(0.0, settling_s),
+        )
+
+    async def nodes(self) -> list[NodeRecord]:
+        return (await self._read("nodes", None, live=False)).nodes
 
     async def live_nodes(self) -> list[NodeRecord]:
-        records = await self.nodes()
-        if not records:
-            return []
-        async with self._redis("live nodes"):
-            counts = await self.redis.pubsub_numsub(*(rpc_channel(r.node_id) for r in records))
-        listening = {channel for channel, count in counts if int(count) > 0}
-        return [r for r in records if rpc_channel(r.node_id) in listening]
+        return (await self._read("live nodes", None, live=True)).nodes
+
+    async def view(self, meeting_id: str) -> RegistryView:
+        return await self._read("view", meeting_id, live=True)
 
     async def node(self, node_id: str) -> NodeRecord | None:
         key = NODE_KEY + node_id
@@ -502,11 +527,7 @@ class RedisRegistry:
             return int(await self.redis.incr(COUNTER_KEY + name))
 
     async def settling(self) -> float:
-        if self.settle_s <= 0:
-            return 0.0
-        async with self._redis("registry age"):
-            age_ms = int(await self._age(keys=[SINCE_KEY]))
-        return self.settle_s if age_ms < 0 else max(0.0, self.settle_s - age_ms / 1000)
+        return (await self._read("registry age", None, live=False)).settling_s
 
 
 def _unexpired(table: dict[str, tuple[T, float]], key: str, now: float) -> T | None:
@@ -551,6 +572,9 @@ class LocalRegistry:
 
     async def live_nodes(self) -> list[NodeRecord]:
         return await self.nodes()
+
+    async def view(self, meeting_id: str) -> RegistryView:
+        return RegistryView(self._owner(meeting_id), await self.nodes(), 0.0)
 
     async def node(self, node_id: str) -> NodeRecord | None:
         return self._node(node_id)

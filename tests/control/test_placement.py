@@ -277,6 +277,28 @@ async def test_a_dead_owners_meeting_is_placed_again(cluster: Cluster) -> None:
     assert await cluster.registry.renew("node-a", on_a) == set(on_a), "node-a lost them all"
 
 
+async def test_placing_costs_one_round_trip_and_two_for_a_new_meeting(redis_server: Any) -> None:
+    client = connect(redis_server.url)
+    cluster = Cluster(RedisRegistry(client, settle_s=0), redis_server.url)
+    try:
+        for node_id in ("node-a", "node-b", "node-c"):
+            await cluster.add(node_id)
+        placement = Placement(cluster.registry)
+        await placement.place("warm-up")  # loads the scripts
+        before = redis_server.command_calls()
+        await placement.place("m1")
+        middle = redis_server.command_calls()
+        await placement.place("m1")
+        after = redis_server.command_calls()
+        assert middle["evalsha"] - before["evalsha"] == 2  # view, claim
+        assert after["evalsha"] - middle["evalsha"] == 1  # view
+        # Inside the scripts: a view GETs the lease, the registry's age and 3 records.
+        assert after.get("get", 0) - before.get("get", 0) == (1 + 1 + 3) * 2 + 1
+    finally:
+        await cluster.close()
+        await client.aclose()
+
+
 async def test_a_lease_held_by_an_unknown_node_is_taken_over(cluster: Cluster) -> None:
     await cluster.add("node-b")
     await cluster.registry.claim("m1", "node-gone")
@@ -480,7 +502,7 @@ async def test_after_a_flush_the_host_reclaims_its_meeting_before_placement(
         # Settled: a new meeting is placed at once, its lease kept.
         started = time.monotonic()
         await placement.place("fresh")
-        assert time.monotonic() - started < 0.2
+        assert time.monotonic() - started < 0.5
     finally:
         await cluster.close()
         await client.aclose()
