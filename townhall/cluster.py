@@ -57,7 +57,12 @@ NODE_TTL_S = 6.0
 LEASE_TTL_S = 10.0
 # No registry call waits longer than this for Redis (retries included).
 OP_TIMEOUT_S = 1.0
-MAX_CONNECTIONS = 64
+# Calls in flight per registry; the others queue (FIFO) for at most QUEUE_TIMEOUT_S
+# and their OP_TIMEOUT_S starts when they leave the queue: a burst of joins is
+# slow, not "Redis is unreachable". The pool leaves room for the bus.
+MAX_IN_FLIGHT = 48
+QUEUE_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 96
 NODE_STATES = ("serving", "draining")
 NodeState = Literal["serving", "draining"]
 T = TypeVar("T")
@@ -396,23 +401,41 @@ class RedisRegistry:
         self._move = redis.register_script(MOVE_LUA)
         self._release = redis.register_script(RELEASE_LUA)
         self._last_warning = -math.inf
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._failed_at = -math.inf
+        self._failure = ""
 
     @asynccontextmanager
     async def _redis(self, what: str) -> AsyncIterator[None]:
-        """Bound one operation by OP_TIMEOUT_S; map Redis failures to RegistryUnavailable."""
+        """Queue for a slot, bound the call by OP_TIMEOUT_S, map failures to RegistryUnavailable."""
+        queued_at = time.monotonic()
         try:
+            async with asyncio.timeout(QUEUE_TIMEOUT_S):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise RegistryUnavailable(
+                f"the registry is busy: {what} queued {QUEUE_TIMEOUT_S:g} s for Redis"
+            ) from exc
+        try:
+            if self._failed_at > queued_at:
+                # Redis failed while this call waited: answer now, not one timeout later.
+                raise RegistryUnavailable(f"Redis is unreachable ({what}: {self._failure})")
             async with asyncio.timeout(OP_TIMEOUT_S):
                 yield
         except TimeoutError as exc:  # asyncio.timeout above (before OSError: a subclass)
-            raise RegistryUnavailable(
-                f"Redis is unreachable: no answer within {OP_TIMEOUT_S:g} s ({what})"
-            ) from exc
+            raise self._unavailable(f"no answer within {OP_TIMEOUT_S:g} s", what) from exc
         except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-            raise RegistryUnavailable(f"Redis is unreachable ({what}: {exc})") from exc
+            raise self._unavailable(str(exc), what) from exc
         except redis_errors.ResponseError as exc:
             if str(exc).startswith(UNAVAILABLE_REPLIES):
-                raise RegistryUnavailable(f"Redis cannot serve now ({what}: {exc})") from exc
+                raise self._unavailable(str(exc), what) from exc
             raise
+        finally:
+            self._slots.release()
+
+    def _unavailable(self, reason: str, what: str) -> RegistryUnavailable:
+        self._failed_at, self._failure = time.monotonic(), reason
+        return RegistryUnavailable(f"Redis is unreachable: {reason} ({what})")
 
     def _parse(self, key: str, text: str | None) -> NodeRecord | None:
         if text is None:

@@ -427,6 +427,54 @@ async def test_two_control_plane_processes_agree_on_one_owner(
         await gate.aclose()
 
 
+BUSY_LUA = (
+    "local t = redis.call('TIME') "
+    "while true do local n = redis.call('TIME') "
+    "if (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > tonumber(ARGV[1]) then return 1 end end"
+)
+
+
+async def test_a_burst_on_a_slow_redis_is_slow_not_unavailable(redis_server: Any) -> None:
+    """1000 new meetings at once while Redis stalls 0.7 s: queueing is not an outage."""
+    client = connect(redis_server.url)
+    stall = aioredis.from_url(redis_server.url)
+    cluster = Cluster(RedisRegistry(client, settle_s=0), redis_server.url)
+    try:
+        for node_id in ("node-a", "node-b", "node-c"):
+            await cluster.add(node_id)
+        placement = Placement(cluster.registry)
+        burst = [asyncio.create_task(placement.place(f"burst-{i}")) for i in range(1000)]
+        await asyncio.sleep(0.01)
+        await stall.eval(BUSY_LUA, 0, "700000")  # Redis runs nothing else for 0.7 s
+        placed = await asyncio.gather(*burst)
+        assert len({n.node_id for n in placed}) == 3
+    finally:
+        await stall.aclose()
+        await cluster.close()
+        await client.aclose()
+
+
+async def test_calls_queued_behind_a_failure_fail_at_once(redis_server: Any) -> None:
+    """Redis stops answering under a burst: every call fails within ~1 s, not one by one."""
+    client = connect(redis_server.url)
+    cluster = Cluster(RedisRegistry(client, settle_s=0), redis_server.url)
+    try:
+        await cluster.add("node-a")
+        placement = Placement(cluster.registry)
+        await placement.place("warm-up")
+        redis_server.pause()
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(placement.place(f"m{i}") for i in range(500)), return_exceptions=True
+        )
+        assert time.monotonic() - started < 1.5
+        assert all(isinstance(r, NoNodeAvailable) for r in results)
+    finally:
+        redis_server.resume()
+        await cluster.close()
+        await client.aclose()
+
+
 # --- Redis outages ---------------------------------------------------------------------------
 
 
