@@ -16,7 +16,7 @@ by compare-and-set, so that a meeting is never hosted on two nodes.
   :func:`rpc_channel` (``PUBSUB NUMSUB``): a SIGKILLed process's connection
   drops at once, so death shows long before the record's TTL runs out.
   After Redis restarts or is flushed the registry *settles* for ``SETTLE_S``
-  (:meth:`Registry.settling`): until every live node has re-registered and
+  (``RegistryView.settling_s``): until every live node has re-registered and
   re-claimed its leases, a meeting without a lease may be one whose host has
   not spoken yet.
 * :class:`LocalRegistry` for single-node ``townhall serve``: the same
@@ -255,6 +255,7 @@ class RegistryView:
 
     lease_owner: str | None
     nodes: list[NodeRecord]  # alive, sorted by id
+    # Until a restarted or flushed registry has heard from every live node.
     settling_s: float
 
 
@@ -306,9 +307,6 @@ class Registry(Protocol):
 
     async def next_counter(self, name: str) -> int:
         """Increment a shared counter and return its new value (round-robin placement)."""
-
-    async def settling(self) -> float:
-        """Seconds until a restarted or flushed registry has heard from every live node."""
 
 
 def _ttl_ms(ttl_s: float) -> int:
@@ -549,9 +547,6 @@ class RedisRegistry:
         async with self._redis("counter"):
             return int(await self.redis.incr(COUNTER_KEY + name))
 
-    async def settling(self) -> float:
-        return (await self._read("registry age", None, live=False)).settling_s
-
 
 def _unexpired(table: dict[str, tuple[T, float]], key: str, now: float) -> T | None:
     """The value under ``key`` unless its expiry time has passed (then it is dropped)."""
@@ -597,6 +592,7 @@ class LocalRegistry:
         return await self.nodes()
 
     async def view(self, meeting_id: str) -> RegistryView:
+        # Never settling: it lives and dies with the node it describes.
         return RegistryView(self._owner(meeting_id), await self.nodes(), 0.0)
 
     async def node(self, node_id: str) -> NodeRecord | None:
@@ -649,6 +645,3 @@ class LocalRegistry:
     async def next_counter(self, name: str) -> int:
         self._counters[name] = self._counters.get(name, 0) + 1
         return self._counters[name]
-
-    async def settling(self) -> float:
-        return 0.0  # it lives and dies with the node it describes
