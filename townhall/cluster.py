@@ -100,6 +100,9 @@ def connect(url: str) -> aioredis.Redis:
         raise ValueError(f"Redis URL {url!r}: a unix:// URL needs a socket path")
     if parsed.scheme != "unix" and not parsed.hostname:
         raise ValueError(f"Redis URL {url!r}: no host (for example redis://127.0.0.1:6379/0)")
+    database = parsed.path.strip("/") if parsed.scheme != "unix" else "0"
+    if database and not database.isdigit():
+        raise ValueError(f"Redis URL {url!r}: the database must be a number, not {database!r}")
     try:
         parsed.port  # noqa: B018 - raises ValueError on a bad port
         # A blocking pool: a burst of joins waits (within OP_TIMEOUT_S) for a free

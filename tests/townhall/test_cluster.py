@@ -201,6 +201,7 @@ def test_capacity_and_load_fraction() -> None:
         ("redis://", "no host"),
         ("redis://127.0.0.1:notaport/0", "Port could not be cast|port"),
         ("unix://", "needs a socket path"),
+        ("redis://127.0.0.1:6379/abc", "the database must be a number, not 'abc'"),
     ],
 )
 def test_a_bad_redis_url_is_a_value_error(url: str, message: str) -> None:
