@@ -17,8 +17,10 @@ DESCRIPTION = """\
 Join a Townhall meeting as a bot: publish a synthetic test pattern and tone
 (or a media file), receive everyone else's tracks, print who joins and leaves,
 the chat, breakout room moves and lobby waits and, every few seconds, how many
-packets and frames arrived per track. Leaves cleanly on Ctrl-C or when
---duration has passed.
+packets and frames arrived per track. When the meeting's server goes away
+without ending the session (a restart, a failover to another node), the bot
+rejoins on its own and publishes again (for at most --reconnect-within
+seconds). Leaves cleanly on Ctrl-C or when --duration has passed.
 """
 
 EPILOG = """\
@@ -32,7 +34,8 @@ examples:
 
 exit status: 0 when the bot left (or was sent away) cleanly, 1 when it could
 not join (refused, denied or not admitted from the lobby in time) or publish,
-2 when the connection to the SFU was lost.
+2 when the connection to the SFU was lost for good (not back within
+--reconnect-within, or --no-reconnect).
 """
 
 
@@ -113,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", metavar="S", type=float, default=10.0, help="bound on every wait (default: 10)"
     )
+    parser.add_argument(
+        "--reconnect-within",
+        metavar="S",
+        type=float,
+        default=60.0,
+        help="after a lost connection, keep trying to rejoin for S seconds (default: 60)",
+    )
+    parser.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="end when the connection is lost instead of rejoining",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the client's internals")
     return parser
 
@@ -132,6 +147,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error("--report-every must be positive")
     if args.wait_in_lobby <= 0:
         parser.error("--wait-in-lobby must be positive")
+    if args.reconnect_within <= 0:
+        parser.error("--reconnect-within must be positive")
     if args.chat is not None and not 0 < len(args.chat) <= MAX_CHAT_CHARS:
         parser.error(f"--chat needs 1 to {MAX_CHAT_CHARS} characters")
     if args.play is not None and not args.play.is_file():
@@ -154,6 +171,8 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         timeout_s=args.timeout,
         chat=args.chat,
         lobby_wait_s=args.wait_in_lobby,
+        reconnect=not args.no_reconnect,
+        reconnect_within_s=args.reconnect_within,
     )
 
 

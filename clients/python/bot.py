@@ -15,7 +15,7 @@ from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 
 from .errors import ClientError
-from .events import Event, SessionEnded, TrackAdded, TrackRemoved
+from .events import Event, Reconnected, Reconnecting, SessionEnded, TrackAdded, TrackRemoved
 from .joining import LobbyTicket, invite_of, parse_join_url
 from .media import RecordingSink, SyntheticAudioTrack, SyntheticVideoTrack, open_media_file
 from .messages import (
@@ -56,6 +56,9 @@ class BotConfig:
     chat: str | None = None
     # How long to wait in the lobby for a host to admit the bot.
     lobby_wait_s: float = 300.0
+    # Rejoin on our own after a lost connection, for at most this long.
+    reconnect: bool = True
+    reconnect_within_s: float = 60.0
     out: TextIO = field(default=sys.stdout)
 
 
@@ -122,6 +125,13 @@ class _Reporter:
             self.say(f"! a host ({self.who(event.by)}) did {event.action}{target} to this bot")
         elif isinstance(event, ErrorMessage):
             self.say(f"! SFU error {event.code}: {event.message}")
+        elif isinstance(event, Reconnecting):
+            self.say(f"= connection lost ({event.reason}); reconnecting")
+        elif isinstance(event, Reconnected):
+            self.say(
+                f"= reconnected in {event.duration_s:.2f} s ({event.attempts} attempts), "
+                f"publishing again"
+            )
         elif isinstance(event, SessionEnded):
             self.say(f"= session ended: {event.reason}")
 
@@ -189,6 +199,8 @@ async def run_bot(config: BotConfig) -> int:
         timeout_s=config.timeout_s,
         video_codec=config.video_codec,
         lobby_wait_s=config.lobby_wait_s,
+        reconnect=config.reconnect,
+        reconnect_within_s=config.reconnect_within_s,
     )
     # Opened before joining so that a bad file fails before anyone sees the bot.
     audio, video, _player = _sources(config)
@@ -243,7 +255,8 @@ async def run_bot(config: BotConfig) -> int:
         status = 1
     finally:
         reason = participant.end_reason or ""
-        if reason.startswith(("connection-lost", "signaling-failed", "client-error")):
+        lost = ("connection-lost", "signaling-failed", "client-error", "reconnect-failed")
+        if reason.startswith(lost):
             status = status or 2
         await participant.leave()
         if recorder is not None:

@@ -200,6 +200,7 @@ class FakeSfu:
         self.api_calls: list[ApiCall] = []
         # Reconnect requests, by participant id; (status, code) refuses them.
         self.rejoins: list[str] = []
+        self._closing: set[asyncio.Future[None]] = set()
         self.refuse_rejoin: tuple[int, str] | None = None
 
     def token(
@@ -430,7 +431,11 @@ class FakeSfu:
         finally:
             if self.sessions.get(claims.participant_id) is session:
                 del self.sessions[claims.participant_id]
-            await session.close()
+            # aiohttp may cancel this handler once the client hangs up: finish closing anyway.
+            closing = asyncio.ensure_future(session.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            await asyncio.shield(closing)
             with contextlib.suppress(Exception):
                 await socket.close()
         return socket
@@ -453,3 +458,5 @@ async def running_fake_sfu() -> AsyncIterator[FakeSfu]:
         yield fake
     finally:
         await server.close()
+        if fake._closing:
+            await asyncio.wait(fake._closing, timeout=10)

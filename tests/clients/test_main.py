@@ -35,6 +35,8 @@ def test_help_explains_itself() -> None:
         "--record-dir",
         "--chat TEXT",
         "--wait-in-lobby S",
+        "--reconnect-within S",
+        "--no-reconnect",
     ):
         assert text in result.stdout
 
@@ -57,6 +59,12 @@ def test_arguments_become_a_config(tmp_path: Path) -> None:
     config = parse("http://h/m/a", "--chat", "hi all", "--wait-in-lobby", "12.5")
     assert (config.chat, config.lobby_wait_s) == ("hi all", 12.5)
     assert parse("http://h/m/a").lobby_wait_s == 300
+    assert (parse("http://h/m/a").reconnect, parse("http://h/m/a").reconnect_within_s) == (
+        True,
+        60.0,
+    )
+    config = parse("http://h/m/a", "--no-reconnect", "--reconnect-within", "5")
+    assert (config.reconnect, config.reconnect_within_s) == (False, 5.0)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +77,7 @@ def test_arguments_become_a_config(tmp_path: Path) -> None:
         (("http://h/m/a", "--play", "/nonexistent.webm"), "--play: no file at"),
         (("http://h/m/a", "--wait-in-lobby", "0"), "--wait-in-lobby must be positive"),
         (("http://h/m/a", "--chat", ""), "--chat needs 1 to 2000 characters"),
+        (("http://h/m/a", "--reconnect-within", "0"), "--reconnect-within must be positive"),
         (
             ("http://h/m/a", "--ice-address", "1.2.3.4", "--ice-all-interfaces"),
             "exclude each other",
@@ -106,6 +115,30 @@ async def test_the_bot_publishes_reports_and_leaves() -> None:
     assert "Echo camera video:" in text
     assert session.received[-1] == {"type": "leave"}
     assert session.published_frames.get("video", 0) > 0
+
+
+async def test_the_bot_rejoins_and_keeps_publishing_after_a_lost_connection() -> None:
+    async with running_fake_sfu() as fake:
+        out = io.StringIO()
+        config = BotConfig(
+            name="Robo",
+            join_url=f"{fake.base_url}/m/m1",
+            duration_s=5,
+            report_every_s=1,
+            timeout_s=5,
+            out=out,
+        )
+        bot = asyncio.create_task(run_bot(config))
+        first = await asyncio.wait_for(fake.joined.get(), 10)
+        await asyncio.sleep(1)
+        await first.socket.close()
+        second = await asyncio.wait_for(fake.joined.get(), 10)
+        assert await asyncio.wait_for(bot, 15) == 0
+    text = out.getvalue()
+    assert "= connection lost (connection-lost); reconnecting" in text
+    assert "= reconnected in " in text
+    assert second.published_frames.get("video", 0) > 0
+    assert second.received[-1] == {"type": "leave"}
 
 
 async def test_the_bot_says_why_it_could_not_join(capsys: pytest.CaptureFixture[str]) -> None:
