@@ -46,6 +46,7 @@ from aiohttp import web
 from aioice import ice
 from aiortc import (
     MediaStreamTrack,
+    RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
@@ -53,7 +54,14 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
-__all__ = ["RelaySfu", "RequestError", "gather_on", "main", "make_app"]
+__all__ = [
+    "RelaySfu",
+    "RequestError",
+    "bundled_configuration",
+    "gather_on",
+    "main",
+    "make_app",
+]
 
 logger = logging.getLogger("benchmarks.relay_sfu")
 
@@ -86,6 +94,17 @@ def gather_on(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     ice.get_host_addresses = host_addresses
+
+
+def bundled_configuration() -> RTCConfiguration:
+    """No ICE servers, and every track on one transport from the start (max-bundle).
+
+    With aiortc's default (balanced) policy, the second track of a kind shares
+    the first one's transport and is then left out when BUNDLE moves the
+    tracks onto the first m-line's transport: with two audio tracks in one
+    offer (two publishers), the second one never receives anything.
+    """
+    return RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
 def _new_id() -> str:
@@ -158,7 +177,7 @@ class RelaySfu:
         return room
 
     def _peer_connection(self, on_closed: Callable[[], Awaitable[object]]) -> RTCPeerConnection:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = RTCPeerConnection(bundled_configuration())
 
         @pc.on("connectionstatechange")
         async def closed_or_failed() -> None:

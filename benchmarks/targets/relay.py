@@ -26,14 +26,13 @@ from typing import Any
 import aiohttp
 from aiortc import (
     MediaStreamTrack,
-    RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
 
 from ..processes import REPO_ROOT, LoadProcessError, free_port, log_tail
-from ..relay_sfu import gather_on
+from ..relay_sfu import bundled_configuration, gather_on
 from . import OnReceiver, TargetInfo
 
 __all__ = [
@@ -81,13 +80,13 @@ class TargetError(RuntimeError):
 
 
 def loopback_peer_connection() -> RTCPeerConnection:
-    """A peer connection with no ICE servers that gathers 127.0.0.1 only.
+    """A peer connection with no ICE servers that gathers 127.0.0.1 only, all on one transport.
 
     Every peer connection of a load process is on loopback, so aioice's host
     address lookup is replaced once for the whole process (see `gather_on`).
     """
     gather_on(("127.0.0.1",))
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    return RTCPeerConnection(bundled_configuration())
 
 
 def send_only(pc: RTCPeerConnection, tracks: Sequence[MediaStreamTrack]) -> None:

@@ -22,7 +22,12 @@ from benchmarks.targets.janus import (
     janus_missing,
     offered_addresses,
 )
-from tests.benchmarks.test_relay_target import assert_near, measure_room, small_clip
+from tests.benchmarks.test_relay_target import (
+    assert_near,
+    measure_room,
+    small_clip,
+    streams_of_two_publishers,
+)
 from tests.conftest import require_in_ci
 
 __all__ = ["small_clip"]  # the module-scoped clip fixture, shared with the relay test
@@ -65,6 +70,14 @@ async def test_two_subscribers_receive_what_janus_forwards(
     for name, received in rates.received.items():
         for kind in ("audio", "video"):
             assert_near(received[kind], rates.sent[kind], 0.15, f"{name} {kind}")
+
+
+async def test_one_subscription_carries_two_publishers(
+    tmp_path: Path, small_clip: EncodedClip
+) -> None:
+    counts = await streams_of_two_publishers(JanusServer(), tmp_path, small_clip)
+    assert set(counts) == {(p, k) for p in ("alice", "bob") for k in ("audio", "video")}
+    assert min(counts.values()) > 0, counts
 
 
 def test_offered_addresses_reads_candidate_lines() -> None:

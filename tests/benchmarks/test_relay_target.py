@@ -8,6 +8,7 @@ sends. `measure_room` is shared with the Janus target's test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,6 +153,51 @@ async def measure_room(
         await server.stop()
 
 
+async def streams_of_two_publishers(
+    server: TargetServer, work_dir: Path, clip: EncodedClip
+) -> dict[tuple[str, str], int]:
+    """Two publishers, then a subscriber that gets both in one offer: packets per stream.
+
+    A regression test: with aiortc's default bundle policy, the second audio
+    track of such an offer stayed on a transport that BUNDLE then dropped.
+    """
+    clients: list[RoomClient] = []
+    await server.start(work_dir)
+    try:
+        room = await server.create_room("two publishers")
+        for name in ("alice", "bob"):
+            publisher = client_for(server.info)
+            clients.append(publisher)
+            await publisher.join(room, name, [EncodedVideoTrack(clip), EncodedAudioTrack(clip)],
+                                 False, lambda *_: None)
+        received = Received("carol")
+        subscriber = client_for(server.info)
+        clients.append(subscriber)
+        await subscriber.join(room, received.name, [], True, received.on_receiver)
+
+        async def four_streams_flow() -> bool:
+            counts = await stream_packets(received)
+            return len(counts) == 4 and min(counts.values()) > 0
+
+        with contextlib.suppress(AssertionError):
+            await _until(four_streams_flow, READY_TIMEOUT_S, "4 streams")
+        return await stream_packets(received)
+    finally:
+        await asyncio.gather(*(c.leave() for c in clients), return_exceptions=True)
+        await server.stop()
+
+
+async def stream_packets(received: Received) -> dict[tuple[str, str], int]:
+    """Packets so far per (publisher, kind)."""
+    counts: dict[tuple[str, str], int] = {}
+    for receiver, kind, publisher in received.receivers:
+        for stats in (await receiver.getStats()).values():
+            if stats.type == "inbound-rtp":
+                counts[publisher, kind] = counts.get((publisher, kind), 0) + stats.packetsReceived
+        counts.setdefault((publisher, kind), 0)
+    return counts
+
+
 def assert_near(measured: float, expected: float, tolerance: float, what: str) -> None:
     assert abs(measured - expected) <= tolerance * expected, (
         f"{what}: {measured:.1f}/s, expected {expected:.1f}/s ± {tolerance:.0%}"
@@ -175,6 +221,14 @@ async def test_two_subscribers_receive_the_relayed_tracks(
         assert rates.video_frames_per_s * 0.7 <= received["video"], (name, rates)
         assert received["video"] <= rates.sent["video"] * 5, (name, rates)
     assert server.pids() == []
+
+
+async def test_one_subscription_carries_two_publishers(
+    tmp_path: Path, small_clip: EncodedClip
+) -> None:
+    counts = await streams_of_two_publishers(RelayServer(), tmp_path, small_clip)
+    assert set(counts) == {(p, k) for p in ("alice", "bob") for k in ("audio", "video")}
+    assert min(counts.values()) > 0, counts
 
 
 async def test_the_relay_sfu_refuses_bad_requests(tmp_path: Path) -> None:
