@@ -14,7 +14,6 @@ import * as ui from "./ui.js";
 // SFU); everyone else's from the SFU's `speaking` frames (RFC 6464 levels).
 const SPEAKING_LEVEL = 0.04; // local level above which our tile lights up (0..1)
 const SPEAKING_POLL_MS = 300;
-const RECONNECT_DELAY_MS = 1000;
 const NAME_KEY = "townhall.name";
 
 /** The meeting id from /m/{meeting_id}. */
@@ -252,6 +251,8 @@ class App {
       recordingRefused: (error) => live() && this.tools.recordingRefused(error),
       caption: (message) => live() && this.tools.caption(message),
       speakingChanged: (participantId, speaking) => live() && this.speakingChanged(participantId, speaking),
+      reconnecting: (reason) => live() && this.reconnecting(reason),
+      reconnected: (info) => live() && this.reconnected(info),
     };
   }
 
@@ -419,7 +420,22 @@ class App {
     }, SPEAKING_POLL_MS);
   }
 
+  /** The server went away: say so over the stage while the session rejoins by itself. */
+  reconnecting(reason) {
+    console.info(`townhall: reconnecting: ${reason}`);
+    ui.clearToasts(); // they were about the connection that is gone
+    ui.setReconnectBanner(true);
+    ui.setConnectionState("disconnected");
+    ui.setEnableAudioVisible(false);
+  }
+
+  reconnected({ durationMs }) {
+    ui.setReconnectBanner(false);
+    ui.toast(`Reconnected after ${(durationMs / 1000).toFixed(1)} s`);
+  }
+
   ended({ kind, reason, detail }) {
+    ui.setReconnectBanner(false);
     clearInterval(this.speakingTimer);
     this.speakerAnnouncer.reset();
     this.lastEnd = { kind, reason };
@@ -429,11 +445,6 @@ class App {
     this.setScreenButton(false);
     ui.clearToasts();
     ui.setEnableAudioVisible(false);
-    if (kind === "reconnect") {
-      ui.showMessage({ kind: "waiting", heading: "Reconnecting…", detail: `The meeting is ${reason}.`, canRejoin: false });
-      setTimeout(() => this.rejoin(), RECONNECT_DELAY_MS);
-      return;
-    }
     this.media.stop();
     if (kind === "left") {
       ui.showMessage({ kind, heading: "You left the meeting", detail: "Rejoin whenever you are ready." });
@@ -444,6 +455,7 @@ class App {
         kind: "lost",
         heading: "Connection lost",
         detail: detail || "The connection to the meeting server dropped.",
+        rejoinLabel: "Rejoin",
       });
     }
   }
@@ -537,6 +549,9 @@ function exposeDebugState(app) {
     recording: { get: () => (app.tools.recording.recording ? { ...app.tools.recording.recording } : null), enumerable: true },
     captions: { get: () => app.tools.captions.snapshot(), enumerable: true },
     speaking: { get: () => [...(app.session?.speaking || [])], enumerable: true },
+    reconnecting: { get: () => Boolean(app.session?.reconnecting), enumerable: true },
+    reconnects: { get: () => app.session?.reconnects ?? 0, enumerable: true },
+    lastReconnectMs: { get: () => app.session?.lastReconnectMs ?? null, enumerable: true },
     // Shows a frame the server could have sent, on this page only (tests of what
     // the page draws); frames that would change the session's state are refused.
     deliver: {

@@ -3,10 +3,16 @@
 // permissions, breakout room). It holds state and tells its view what
 // changed; it never touches the DOM. Getting the grant it starts from (join
 // request, lobby) is admission.js's job.
+//
+// When the server goes away without saying `bye` (the socket drops, the
+// media connection fails) or sends `reconnect`, the session rejoins by itself
+// (reconnect.js): a fresh token from the control plane, a new socket, the same
+// camera and microphone published again, everyone else's tracks offered again.
 
 import { Signaling, SignalingError, resolveSignalingUrl } from "./signaling.js";
 import { Publisher, Subscriber, toIceServers } from "./peers.js";
 import { JoinError } from "./admission.js";
+import { RejoinRefused, rejoinWithBackoff } from "./reconnect.js";
 
 const BYE_WAIT_MS = 1000;
 // An `error` frame followed this soon by the socket closing was fatal.
@@ -17,6 +23,9 @@ const CHAT_ERROR_CODES = new Set(["forbidden", "rate_limited", "too_large", "inv
 // An `error` this soon after a `record` request, and before any `recording`
 // frame, is the answer to it (the SFU refuses with `forbidden`).
 const RECORD_ERROR_WINDOW_MS = 10000;
+
+// How long after we are back others' rejoining is still a return, not an arrival.
+const RETURN_WINDOW_MS = 30000;
 
 const DEFAULT_PERMISSIONS = { publish: true, subscribe: true, chat: true, screen_share: true, record: false };
 
@@ -42,7 +51,8 @@ export function runningRecording(value) {
  * roomChanged(room, closesAt), permissionsChanged(role, permissions),
  * moderated({action, kind, by}), screenShareEnded(),
  * recordingJoined(recording), recordingChanged(message), recordingRefused(error),
- * caption(message), speakingChanged(participantId, speaking).
+ * caption(message), speakingChanged(participantId, speaking),
+ * reconnecting(reason), reconnected({durationMs, attempts}).
  */
 export class Session {
   constructor({ grant, media, view }) {
@@ -76,6 +86,11 @@ export class Session {
     this.ended = false;
     this.byeSeen = null;
     this.connection = { publish: "new", subscribe: "new" };
+    this.reconnecting = false;
+    this.reconnects = 0;
+    this.lastReconnectMs = null;
+    // Who was here before we lost the connection: their coming back is no news.
+    this.returning = new Set();
   }
 
   /** Connect with the grant, then publish. Throws JoinError/SignalingError. */
@@ -97,7 +112,10 @@ export class Session {
     this.signaling = new Signaling(resolveSignalingUrl(grant.signaling_url));
     this.registerHandlers();
     const joined = await this.signaling.connect(grant.token);
-    if (this.ended) return;
+    if (this.ended) {
+      this.signaling.close();
+      return;
+    }
     this.signaling.onClose = (event) => this.onSocketClosed(event);
     this.participantId = joined.participant_id || this.participantId;
     this.role = joined.role || this.role;
@@ -129,7 +147,8 @@ export class Session {
     this.signaling.resume();
   }
 
-  async publish() {
+  /** Publish our camera and microphone; `required` (a rejoin): a failure throws, to retry. */
+  async publish({ required = false } = {}) {
     if (this.ended) return;
     if (this.media.audioMuted && this.media.audioTrack) this.sendMute("audio", true);
     if (this.media.videoMuted && this.media.videoTrack) this.sendMute("video", true);
@@ -138,6 +157,7 @@ export class Session {
       try {
         await this.publisher.publish();
       } catch (error) {
+        if (required) throw error;
         console.error("townhall: publishing failed", error);
         if (!this.ended) this.view.notice?.("Could not send your camera and microphone.");
       }
@@ -192,7 +212,8 @@ export class Session {
       .on("subscribe-offer", (message) => this.subscriber?.handleOffer(message))
       .on("participant-joined", (message) => {
         const participant = this.addParticipant(message.participant);
-        if (participant && this.sameRoom(participant)) this.view.participantJoined?.(participant);
+        const returning = participant && this.returning.delete(participant.participant_id);
+        if (participant && !returning && this.sameRoom(participant)) this.view.participantJoined?.(participant);
         this.view.render?.();
       })
       .on("participant-updated", (message) => {
@@ -257,7 +278,7 @@ export class Session {
         if (this.leaving) this.byeSeen?.();
         else this.end("removed", message.reason || "the session ended");
       })
-      .on("reconnect", (message) => this.end("reconnect", message.reason || "moving to another server"));
+      .on("reconnect", (message) => this.reconnect(message.reason || "the meeting moved to another server"));
   }
 
   /** Record who speaks; tell the view only when it changed. */
@@ -332,9 +353,7 @@ export class Session {
     else if (states.includes("disconnected")) overall = "disconnected";
     else if (states.length && states.every((value) => value === "connected")) overall = "connected";
     this.view.connectionState?.(overall);
-    if (state === "failed" && !this.ended) {
-      this.end("lost", "", "The media connection to the meeting server failed.");
-    }
+    if (state === "failed" && !this.ended) this.reconnect("the media connection failed");
   }
 
   onSocketClosed(event) {
@@ -347,8 +366,81 @@ export class Session {
     if (error && Date.now() - error.at < FATAL_ERROR_WINDOW_MS) this.end("removed", error.message);
     else {
       console.warn(`townhall: signaling closed (code ${event.code}, reason '${event.reason}')`);
-      this.end("lost", "", "The connection to the meeting server dropped.");
+      this.reconnect("the connection to the meeting server dropped");
     }
+  }
+
+  /**
+   * Rejoin after the server went away without `bye`: drop both connections
+   * (keeping our camera and microphone), get a fresh token and where the
+   * meeting is now, join there and publish again. Gives up after a bounded
+   * time, or at once when the server will not have us back.
+   */
+  async reconnect(reason) {
+    if (this.ended || this.leaving || this.reconnecting) return;
+    this.reconnecting = true;
+    const started = performance.now();
+    console.warn(`townhall: reconnecting (${reason})`);
+    this.dropConnections();
+    this.view.reconnecting?.(reason);
+    try {
+      const attempts = await rejoinWithBackoff({
+        meetingId: this.meetingId,
+        participantId: this.participantId,
+        controlToken: this.grant.control_token,
+        isOver: () => this.ended,
+        attempt: (grant) => this.rejoin(grant),
+        onRetry: (error) => {
+          console.info(`townhall: reconnect attempt failed: ${error?.message || error}`);
+          this.dropConnections();
+        },
+      });
+      if (this.ended) return;
+      this.reconnects += 1;
+      this.lastReconnectMs = Math.round(performance.now() - started);
+      console.info(`townhall: reconnected in ${this.lastReconnectMs} ms (${attempts} attempts)`);
+      this.reconnecting = false;
+      setTimeout(() => this.returning.clear(), RETURN_WINDOW_MS);
+      this.view.reconnected?.({ durationMs: this.lastReconnectMs, attempts });
+    } catch (error) {
+      this.reconnecting = false;
+      if (this.ended) return;
+      if (error instanceof RejoinRefused) {
+        this.end("removed", error.message);
+      } else {
+        this.end("lost", "", error?.message || "Could not reconnect to the meeting.");
+      }
+    }
+  }
+
+  /** One try: join with the fresh grant on a new socket, then publish the same tracks. */
+  async rejoin(fresh) {
+    this.grant = { ...this.grant, ...fresh };
+    await this.connect();
+    if (this.ended) return;
+    await this.publish({ required: true });
+    if (this.screenTrack && this.screenTrack.readyState === "live") {
+      await this.publisher.addScreen(this.screenTrack);
+    }
+    if (!this.signaling?.isOpen) throw new SignalingError("closed", "The connection dropped again.");
+  }
+
+  /** Let go of the socket and both connections; the roster is rebuilt by the next `joined`. */
+  dropConnections() {
+    if (this.signaling) {
+      this.signaling.onClose = null;
+      this.signaling.close();
+    }
+    this.publisher?.close();
+    this.subscriber?.close();
+    this.publisher = null;
+    this.subscriber = null;
+    this.connection = { publish: "new", subscribe: "new" };
+    this.routes = [];
+    for (const id of this.participants.keys()) this.returning.add(id);
+    this.participants.clear();
+    for (const id of [...this.speaking]) this.setSpeaking(id, false);
+    this.view.render?.();
   }
 
   /** Say goodbye, wait briefly for `bye`, then tear down. */

@@ -1,6 +1,6 @@
 // Signaling: one WebSocket to the SFU, speaking the JSON protocol defined in
-// townhall/contract.py. One object per session; it never reconnects by itself
-// (the app decides whether to rejoin, with a fresh join token).
+// townhall/contract.py. One object per socket; it never reconnects by itself
+// (the session rejoins on a new one, with a fresh join token: reconnect.js).
 
 const JOIN_TIMEOUT_MS = 10000;
 

@@ -67,6 +67,11 @@ const CONNECTION_LABELS = {
   failed: "Connection problem",
 };
 
+/** The banner over the stage while the session rejoins the meeting by itself. */
+export function setReconnectBanner(visible) {
+  $("reconnect-banner").hidden = !visible;
+}
+
 export function setConnectionState(state) {
   const pill = $("connection-state");
   pill.dataset.state = state;

@@ -1,0 +1,155 @@
+"""A Chromium participant and a Python bot ride out a server restart without reloading.
+
+``townhall serve`` is SIGKILLed and started again on the same port and data
+dir (on one node, what a client sees when the node hosting its meeting dies):
+the page shows "Reconnecting…", rejoins by itself, keeps its own preview and
+plays the bot's video again; the bot publishes again. When the server will
+not have the participant back, the page says so and offers a button.
+
+Run as root inside a network namespace that has only ``lo``:
+
+    unshare -n sh -c 'ip link set lo up && exec .venv/bin/python -m pytest \\
+        tests/browser/test_reconnect_browser.py -v -s'
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clients.python import ClientOptions, Participant
+from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
+from tests.browser.bots import BotLoop
+from tests.browser.pages import MEDIA_TIMEOUT_MS, Attendee, assert_video_flows
+from tests.clients.node_restart import kill_server, restart_server
+from tests.conftest import TownhallServer, start_server, stop_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+BANNER = "#reconnect-banner"
+
+
+def wait_reconnected(bots: BotLoop, bot: Participant, timeout_s: float = 30) -> None:
+    async def back() -> None:
+        await bot.wait_until(lambda: bot.reconnects >= 1, timeout_s, "the bot to reconnect")
+
+    bots.run(back(), timeout_s + 5)
+
+
+def local_preview_live(page: Any) -> bool:
+    live: bool = page.evaluate(
+        """() => {
+            const video = document.querySelector('.tile[data-self="true"] video');
+            const stream = video && video.srcObject;
+            return Boolean(stream && stream.getVideoTracks().some((t) => t.readyState === "live")
+                && video.videoWidth > 0 && !video.paused);
+        }"""
+    )
+    return live
+
+
+def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
+    chromium: Any, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path / "data")
+    restarted: TownhallServer | None = None
+    bots = BotLoop(server.base_url, server.api_key)
+    ada = Attendee(chromium.new_page(), "Ada")
+    try:
+        meeting = server.create_meeting("Failover")
+        ada.open(meeting["join_url"])
+        ada_id = ada.join()
+        bot = bots.join(
+            meeting["id"],
+            "Bot",
+            audio=SyntheticAudioTrack(),
+            video=SyntheticVideoTrack(320, 240),
+            options=ClientOptions(decode=False, timeout_s=10),
+        )
+        assert_video_flows(ada, bot.participant_id, "Bot")
+        ada.page.evaluate("window.__sameDocument = true")
+
+        killed_at = kill_server(server)
+        ada.page.locator(BANNER).wait_for(state="visible", timeout=10_000)
+        banner_s = time.monotonic() - killed_at
+        assert ada.page.get_by_role("status").filter(has_text="Reconnecting…").count() >= 1
+        assert ada.page.evaluate("window.townhall.reconnecting") is True
+        assert local_preview_live(ada.page), "our own preview went dark while reconnecting"
+        ada.screenshot("reconnect-banner.png")
+
+        restarted = restart_server(server)
+        up_s = time.monotonic() - killed_at
+        ada.page.locator(BANNER).wait_for(state="hidden", timeout=MEDIA_TIMEOUT_MS)
+        page_back_s = time.monotonic() - killed_at
+        wait_reconnected(bots, bot)
+        assert_video_flows(ada, bot.participant_id, "Bot")
+        flowing_s = time.monotonic() - killed_at
+        print(
+            f"kill -> banner {banner_s:.2f} s, server up {up_s:.2f} s, page rejoined "
+            f"{page_back_s:.2f} s (page says {ada.page.evaluate('window.townhall.lastReconnectMs')}"
+            f" ms), bot's video playing again {flowing_s:.2f} s"
+        )
+
+        # The same document (no reload), the same participant, our own preview still on.
+        assert ada.page.evaluate("window.__sameDocument") is True
+        assert ada.page.evaluate("window.townhall.participantId") == ada_id
+        assert ada.page.evaluate("window.townhall.phase") == "meeting"
+        assert ada.page.evaluate("window.townhall.reconnects") == 1
+        assert local_preview_live(ada.page)
+        # The bot receives Ada again too.
+        bots.run(
+            bot.wait_until(
+                lambda: any(t.participant_id == ada_id for t in bot.remote_tracks.values()),
+                20,
+                "Ada's tracks at the bot",
+            ),
+            25,
+        )
+        ada.screenshot("reconnected.png")
+    finally:
+        print(ada.diagnostics())
+        ada.page.close()
+        bots.close()
+        if restarted is not None:
+            print("--- restarted server log (tail)\n" + restarted.output()[-3000:])
+            stop_server(restarted)
+        stop_server(server)
+
+
+def test_the_page_says_so_when_the_server_will_not_have_it_back(
+    chromium: Any, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path / "data")
+    restarted: TownhallServer | None = None
+    eve = Attendee(chromium.new_page(), "Eve")
+    try:
+        meeting = server.create_meeting("Gone")
+        eve.open(meeting["join_url"])
+        eve_id = eve.join()
+        kill_server(server)
+        eve.page.locator(BANNER).wait_for(state="visible", timeout=10_000)
+        # While the node was down, a host removed her (written as the server would).
+        with sqlite3.connect(server.data_dir / "townhall.sqlite3") as db:
+            db.execute(
+                "UPDATE participants SET status = 'removed', status_reason = ?,"
+                " connected = 0 WHERE id = ?",
+                ("removed by a host", eve_id),
+            )
+        restarted = restart_server(server)
+        heading = eve.page.locator("#message-heading")
+        heading.wait_for(state="visible", timeout=MEDIA_TIMEOUT_MS)
+        assert heading.inner_text() == "You were removed from the meeting"
+        assert eve.page.locator(BANNER).is_hidden()
+        rejoin = eve.page.locator("#rejoin-button")
+        assert rejoin.is_visible() and rejoin.inner_text() == "Ask to join again"
+        eve.screenshot("reconnect-refused.png")
+    finally:
+        print(eve.diagnostics())
+        eve.page.close()
+        if restarted is not None:
+            stop_server(restarted)
+        stop_server(server)
