@@ -278,8 +278,12 @@ class Room:
         """Send everyone elsewhere: each gets ``reconnect`` (not ``bye``) and asks
         the control plane where the meeting is now; the room closes here."""
         await self.stop_recording(reason)
-        for participant in list(self.participants.values()):
+        everyone = list(self.participants.values())
+        # Everyone hears first, so that nobody starts renegotiating with a
+        # node that is about to close their connections.
+        for participant in everyone:
             participant.send({"type": "reconnect", "reason": reason})
+        for participant in everyone:
             await self.remove(participant, MOVED)
         if self._reports is not None:
             self._reports.cancel()

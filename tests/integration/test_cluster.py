@@ -17,6 +17,7 @@ Run as root in a loopback-only namespace (see tests/integration/test_forwarding.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from clients.python import ClientOptions, Participant, RtpTap
 from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
@@ -178,9 +180,11 @@ async def test_a_draining_node_takes_no_new_meetings_and_exits_when_empty(
         assert cluster.nodes[draining].process.poll() is None
     finally:
         await alice.leave()
-    cluster.nodes[draining].process.wait(timeout=15)
+    await asyncio.to_thread(cluster.nodes[draining].process.wait, 15)
     assert cluster.nodes[draining].process.returncode == 0
-    cluster.wait_for_nodes(lambda nodes: draining not in nodes, "the drained node deregistered")
+    await asyncio.to_thread(
+        cluster.wait_for_nodes, lambda nodes: draining not in nodes, "the drained node deregistered"
+    )
 
 
 async def test_draining_with_migrate_moves_everyone_now(cluster: Cluster) -> None:
@@ -194,10 +198,10 @@ async def test_draining_with_migrate_moves_everyone_now(cluster: Cluster) -> Non
         await flowing(bob_tap)
         source = cluster.host_of(meeting_id)
         assert source is not None
-        result = cluster.run_cli("node", "drain", source, "--migrate")
+        result = await asyncio.to_thread(cluster.run_cli, "node", "drain", source, "--migrate")
         assert result.returncode == 0, result.stderr
         assert "draining" in result.stdout
-        cluster.nodes[source].process.wait(timeout=20)
+        await asyncio.to_thread(cluster.nodes[source].process.wait, 20)
         await flowing(alice_tap)
         await flowing(bob_tap)
         target = cluster.host_of(meeting_id)
@@ -232,15 +236,19 @@ async def test_redis_stopped_mid_meeting(cluster: Cluster, redis_server: RedisSe
         # Back (empty, as after a restart without persistence): the node re-registers,
         # re-claims its meeting, and nobody else gets it.
         redis_server.restart()
-        cluster.wait_for_nodes(lambda nodes: "n1" in nodes, "n1 registered again")
-        cluster.wait_for_nodes(
+        await asyncio.to_thread(
+            cluster.wait_for_nodes, lambda nodes: "n1" in nodes, "n1 registered again"
+        )
+        await asyncio.to_thread(
+            cluster.wait_for_nodes,
             lambda nodes: meeting_id in nodes.get("n1", {}).get("hosting", []),
             "n1 holding its meeting's lease again",
         )
         assert cluster.node_for_url(join_url(cluster, meeting_id, "Late")) == "n1"
         await flowing(bob_tap)
         redis_server.flushall()
-        cluster.wait_for_nodes(
+        await asyncio.to_thread(
+            cluster.wait_for_nodes,
             lambda nodes: meeting_id in nodes.get("n1", {}).get("hosting", []),
             "n1 holding its meeting's lease after FLUSHALL",
         )
@@ -312,3 +320,73 @@ async def test_who_does_not_come_back_from_a_dead_node_stops_holding_a_place(
         assert entry["status_reason"] == "their media node was lost"
     finally:
         await gone.leave()
+
+
+def test_sigterm_drains_an_idle_node_which_leaves_the_registry(cluster: Cluster) -> None:
+    cluster.start_control()
+    node = cluster.start_node("n1")
+    node.process.send_signal(signal.SIGTERM)
+    assert node.process.wait(timeout=15) == 0
+    assert "Traceback" not in node.output()
+    cluster.wait_for_nodes(lambda nodes: "n1" not in nodes, "n1 gone from the registry")
+
+
+async def test_a_control_plane_dies_and_another_serves_the_same_meetings(
+    cluster: Cluster,
+) -> None:
+    first = cluster.start_control()
+    second = cluster.start_control()
+    cluster.start_node("n1")
+    meeting_id = first.create_meeting("survives")["id"]
+    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
+    try:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=10)
+        cluster.controls.remove(first)  # later calls go to the survivor
+        # The node's calls (Bob connecting) are answered by the other control plane.
+        bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
+        try:
+            await flowing(alice_tap)
+            await flowing(bob_tap)
+            roster = second.api("GET", f"/api/v1/meetings/{meeting_id}/participants")
+            assert {p["name"] for p in roster["participants"] if p["connected"]} == {
+                "Alice",
+                "Bob",
+            }
+        finally:
+            await bob.leave()
+    finally:
+        await alice.leave()
+
+
+async def test_a_node_that_lost_its_meetings_lease_hands_the_meeting_over(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    cluster.start_control()
+    cluster.start_node("n1")
+    cluster.start_node("n2")
+    meeting_id = cluster.control.create_meeting("one home")["id"]
+    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
+    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
+    try:
+        await flowing(alice_tap)
+        await flowing(bob_tap)
+        first = cluster.host_of(meeting_id)
+        other = ({"n1", "n2"} - {first}).pop()
+        # As if another control plane moved the lease while this node was cut off.
+        client = redis.Redis.from_url(redis_server.url)
+        try:
+            client.set(f"townhall:lease:{meeting_id}", other, px=10_000)
+        finally:
+            client.close()
+        await asyncio.to_thread(
+            cluster.wait_for_nodes,
+            lambda nodes: nodes[first]["participants"] == 0 and nodes[other]["participants"] == 2,
+            f"{first} handing the meeting over to {other}",
+        )
+        await flowing(alice_tap)
+        await flowing(bob_tap)
+        assert cluster.host_of(meeting_id) == other
+    finally:
+        await alice.leave()
+        await bob.leave()
