@@ -15,8 +15,11 @@ timeout) is retried with `Backoff` until the overall deadline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -24,11 +27,21 @@ import aiohttp
 from townhall.contract import ProtocolError
 
 from .api import send_request
-from .errors import JoinError, RejoinRefused
+from .errors import (
+    ClientError,
+    ClientTimeout,
+    JoinError,
+    RejoinRefused,
+    ServerError,
+    SessionClosed,
+)
 from .joining import resolve_signaling_url
 from .messages import IceServerInfo, parse_ice_servers
 
-__all__ = ["Backoff", "RejoinTarget", "reconnect_url", "request_rejoin"]
+__all__ = ["Backoff", "RejoinTarget", "reconnect_url", "request_rejoin", "retry_rejoin"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Answers that say "not you, not here, not any more": retrying cannot help.
 _FINAL_STATUSES = frozenset({400, 401, 403, 404, 409, 410})
@@ -101,3 +114,40 @@ async def request_rejoin(
     except ProtocolError as exc:
         raise JoinError(f"reconnect response: {exc}") from exc
     return RejoinTarget(resolve_signaling_url(signaling_url, base_url), token, ice_servers)
+
+
+async def retry_rejoin(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    within_s: float,
+    backoff: Backoff,
+    after_failure: Callable[[], Awaitable[None]],
+    stopped: Callable[[], bool],
+) -> tuple[T, int]:
+    """Call ``attempt`` until it succeeds: (its result, how many attempts).
+
+    Refusals that retrying cannot change (RejoinRefused, an SFU ``error``,
+    ``bye``) are raised at once; after ``within_s`` seconds a ClientTimeout
+    names the last failure; SessionClosed when ``stopped()`` (the user left).
+    ``after_failure`` cleans up a failed attempt before the next.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    attempts, failure = 0, "no attempt"
+    for delay in backoff.delays():
+        if stopped():
+            raise SessionClosed("left while reconnecting")
+        attempts += 1
+        try:
+            return await attempt(), attempts
+        except (RejoinRefused, ServerError, SessionClosed):
+            raise
+        except ClientError as exc:
+            failure = str(exc)
+            logger.info("reconnect attempt %d failed: %s", attempts, exc)
+            await after_failure()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(delay, remaining))
+    raise ClientTimeout(f"not back within {within_s:g} s ({failure})")

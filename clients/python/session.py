@@ -33,14 +33,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 
 from . import aiortc_internals
 from .api import MeetingApi
-from .errors import (
-    ClientError,
-    ClientTimeout,
-    RejoinRefused,
-    ServerError,
-    SessionClosed,
-    SignalingError,
-)
+from .errors import ClientError, ClientTimeout, ServerError, SessionClosed, SignalingError
 from .events import Event, EventStream, Reconnected, Reconnecting, RemoteTrack, SessionEnded
 from .joining import JoinGrant, JoinRequest, LobbyTicket, obtain_grant
 from .meeting_state import MeetingState
@@ -65,7 +58,7 @@ from .messages import (
 )
 from .options import ClientOptions, Kind, codec_preferences, rtc_ice_servers
 from .publishing import Publication
-from .reconnect import Backoff, RejoinTarget, request_rejoin
+from .reconnect import Backoff, RejoinTarget, request_rejoin, retry_rejoin
 from .signaling import SignalingChannel
 from .subscription import FrameListener, Subscription
 
@@ -434,37 +427,33 @@ class Participant(MeetingState):
 
     async def _reconnect(self, lost: str) -> tuple[str, bool]:
         """Rejoin after ``lost``, retrying with backoff; then read the new socket."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = started + self.options.reconnect_within_s
+        started = asyncio.get_running_loop().time()
         self._reconnecting = True
         logger.warning("%s: lost the meeting (%s); reconnecting", self.name, lost)
         self._emit(Reconnecting(lost))
         await self._drop_connections()
-        attempts, failure = 0, lost
-        for delay in Backoff(*self.options.reconnect_backoff_s).delays():
-            attempts += 1
-            try:
-                target = await self._rejoin_target()
-                early = await self._rejoin(target)
-            except (RejoinRefused, ServerError, SessionClosed) as exc:
-                self._reconnecting = False
-                return f"reconnect-failed: {exc}", False
-            except ClientError as exc:
-                failure = str(exc)
-                logger.info("reconnect attempt %d failed: %s", attempts, exc)
-                if self._channel is not None:
-                    await self._channel.close()
-            else:
-                self._later_republish(started, attempts, target.signaling_url)
-                return await self._read_channel(early)
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self.end_reason is not None:
-                break
-            await asyncio.sleep(min(delay, remaining))
-        self._reconnecting = False
-        within = self.options.reconnect_within_s
-        return f"reconnect-failed: not back within {within:g} s ({failure})", False
+
+        async def attempt() -> tuple[RejoinTarget, list[ServerMessage]]:
+            target = await self._rejoin_target()
+            return target, await self._rejoin(target)
+
+        async def after_failure() -> None:
+            if self._channel is not None:
+                await self._channel.close()
+
+        try:
+            (target, early), attempts = await retry_rejoin(
+                attempt,
+                within_s=self.options.reconnect_within_s,
+                backoff=Backoff(*self.options.reconnect_backoff_s),
+                after_failure=after_failure,
+                stopped=lambda: self.end_reason is not None,
+            )
+        except ClientError as exc:
+            self._reconnecting = False
+            return f"reconnect-failed: {exc}", False
+        self._later_republish(started, attempts, target.signaling_url)
+        return await self._read_channel(early)
 
     async def _rejoin_target(self) -> RejoinTarget:
         control_token = self.control_token
