@@ -14,11 +14,20 @@ from .errors import (
     LobbyDenied,
     LobbyTimeout,
     MeetingFull,
+    RejoinRefused,
     ServerError,
     SessionClosed,
     SignalingError,
 )
-from .events import EventStream, RemoteTrack, SessionEnded, TrackAdded, TrackRemoved
+from .events import (
+    EventStream,
+    Reconnected,
+    Reconnecting,
+    RemoteTrack,
+    SessionEnded,
+    TrackAdded,
+    TrackRemoved,
+)
 from .joining import JoinGrant, LobbyTicket, parse_join_url, request_guest_join
 from .messages import (
     CaptionReceived,
@@ -74,6 +83,9 @@ __all__ = [
     "ParticipantUpdated",
     "Permissions",
     "PermissionsChanged",
+    "Reconnected",
+    "Reconnecting",
+    "RejoinRefused",
     "RemoteTrack",
     "RoomChanged",
     "RoomInfo",
