@@ -86,7 +86,8 @@ class ServerProcess:
 
     @classmethod
     async def start(
-        cls, data_dir: Path, log_path: Path, timeout_s: float, profile_path: Path | None = None
+        cls, data_dir: Path, log_path: Path, timeout_s: float, profile_path: Path | None = None,
+        config_path: Path | None = None,
     ) -> ServerProcess:
         """Start it on a free loopback port and wait until ``/healthz`` answers.
 
@@ -100,6 +101,8 @@ class ServerProcess:
             runner = ["-m", "benchmarks.bench.profiled_serve", str(profile_path)]
         command = [sys.executable, *runner, "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--data-dir", str(data_dir)]
+        if config_path is not None:
+            command += ["--config", str(config_path)]
         with log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
                 *command,

@@ -34,6 +34,12 @@ __all__ = ["TownhallClient", "TownhallServer"]
 STARTUP_TIMEOUT_S = 30.0
 CLIENT_TIMEOUT_S = 20.0
 KNOWN_OPTIONS = frozenset({"profile"})
+# The defaults, except the cap of 100 participants per meeting: a webinar of
+# 1 -> 100 has 101, and sweeps go further.
+SERVER_CONFIG = """\
+[sfu]
+max_participants_per_meeting = 1000
+"""
 
 
 class TownhallServer:
@@ -54,11 +60,14 @@ class TownhallServer:
     async def start(self, work_dir: Path) -> None:
         """Start it and wait until ``/healthz`` answers."""
         await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
+        config = work_dir / "townhall.toml"
+        await asyncio.to_thread(config.write_text, SERVER_CONFIG)
         self._process = await ServerProcess.start(
             work_dir / "townhall-data",
             work_dir / "townhall-server.log",
             STARTUP_TIMEOUT_S,
             profile_path=self._profile,
+            config_path=config,
         )
         self.info = TargetInfo(kind="townhall", base_url=self._process.base_url)
 
