@@ -22,7 +22,12 @@ FORBIDDEN: dict[str, set[str]] = {
 # What a plane may take from the `townhall` package: only the shared contract
 # (townhall.contract; for the planes that meet in a cluster, also the node
 # registry record, the meeting leases and the RPC between processes).
-CLUSTER_CONTRACT = {"townhall.contract", "townhall.cluster", "townhall.cluster_bus"}
+CLUSTER_CONTRACT = {
+    "townhall.contract",
+    "townhall.cluster",
+    "townhall.cluster_redis",
+    "townhall.cluster_bus",
+}
 ALLOWED_FROM_TOWNHALL: dict[str, set[str]] = {
     "sfu": CLUSTER_CONTRACT,
     "control": CLUSTER_CONTRACT,

@@ -26,8 +26,11 @@ from control.app import LOBBY, RECORDING_EVENTS, TELEMETRY
 from control.cluster import ClusterMediaPlane, NodeDirectory, control_handlers
 from control.placement import Placement
 from recorder.archive import StorageArchive
-from townhall.cluster import RedisRegistry, connect
 from townhall.cluster_bus import Bus, BusUnavailable
+from townhall.cluster_redis import (
+    RedisRegistry,
+    connect,
+)
 
 from .config import Config, Secrets
 from .control_setup import control_config

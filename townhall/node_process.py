@@ -27,8 +27,11 @@ from aiohttp import web
 from sfu.agent import AgentConfig, NodeAgent
 from sfu.node import SfuNode
 from sfu.remote_control import RemoteControl
-from townhall.cluster import RedisRegistry, connect
 from townhall.cluster_bus import Bus, BusUnavailable, PeerUnreachable
+from townhall.cluster_redis import (
+    RedisRegistry,
+    connect,
+)
 
 from .config import Config, Secrets
 from .control_setup import signaling_url

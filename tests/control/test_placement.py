@@ -29,10 +29,12 @@ from townhall.cluster import (
     LocalRegistry,
     NodeLoad,
     NodeRecord,
-    RedisRegistry,
     Registry,
-    connect,
     rpc_channel,
+)
+from townhall.cluster_redis import (
+    RedisRegistry,
+    connect,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -351,9 +353,7 @@ async def test_two_control_planes_agree_on_one_owner(redis_server: Any, strategy
             await cluster.add(node_id)
         one, two = (Placement(RedisRegistry(client, settle_s=0), strategy) for client in planes)
         meetings = MEETINGS[:200]
-        answers = await asyncio.gather(
-            *(plane.place(m) for m in meetings for plane in (one, two))
-        )
+        answers = await asyncio.gather(*(plane.place(m) for m in meetings for plane in (one, two)))
         first, second = answers[0::2], answers[1::2]
         assert [n.node_id for n in first] == [n.node_id for n in second]
         for meeting_id, hosting in zip(meetings, first, strict=True):
@@ -371,7 +371,7 @@ RACER = """
 import asyncio, json, sys
 import redis.asyncio as aioredis
 from control.placement import Placement
-from townhall.cluster import RedisRegistry, connect
+from townhall.cluster_redis import RedisRegistry, connect
 
 async def main(url, strategy, count):
     gate = aioredis.from_url(url, decode_responses=True)

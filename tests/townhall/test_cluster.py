@@ -19,17 +19,19 @@ import pytest
 import redis.asyncio as aioredis
 
 from townhall.cluster import (
-    LEASE_KEY,
-    NODE_INDEX_KEY,
-    NODE_KEY,
     LocalRegistry,
     NodeLoad,
     NodeRecord,
-    RedisRegistry,
     Registry,
     RegistryUnavailable,
-    connect,
     rpc_channel,
+)
+from townhall.cluster_redis import (
+    LEASE_KEY,
+    NODE_INDEX_KEY,
+    NODE_KEY,
+    RedisRegistry,
+    connect,
 )
 
 TTL_S = 0.8  # refreshed every TTL_S / 4 in the tests: slack for a busy machine
