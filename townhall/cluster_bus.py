@@ -59,7 +59,9 @@ log = logging.getLogger(__name__)
 EVENTS_CHANNEL = "townhall:events"
 CALL_TIMEOUT_S = 5.0
 MAX_IN_FLIGHT = 256  # calls served at once; more are refused, not queued without bound
-RESUBSCRIBE_MAX_S = 2.0
+# Resubscribing backs off to at most this: within the registry's settling time
+# (townhall.cluster_redis.SETTLE_S) a node listens again after Redis is back.
+RESUBSCRIBE_MAX_S = 1.0
 
 Handler = Callable[..., Awaitable[Any]]
 EventHandler = Callable[[dict[str, Any]], None]
