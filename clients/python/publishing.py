@@ -3,26 +3,64 @@
 A `Publication` remembers every local track with its source and the mute
 state of each kind, so that after a reconnection it can offer the same
 tracks again on a new connection (`republish`), muted ones still silent.
+
+aiortc stops the track of a sender whose loop ends (the connection closed,
+or its transport failed when the server went away). Each sender therefore
+reads a `SenderTrack` of its own, a relay of the local track: when aiortc
+stops the relay, the local track stays live for the next connection. The
+local tracks are stopped only when the participant leaves (`stop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from av.frame import Frame
+from av.packet import Packet
 
 from .options import ClientOptions, Kind, codec_preferences
 
-__all__ = ["Publication", "OfferExchange"]
+__all__ = ["OfferExchange", "Publication", "Published", "SenderTrack"]
 
 # Sends the publish offer (SDP, mid -> source) and returns the SFU's answer SDP.
 OfferExchange = Callable[[str, Mapping[str, str]], Awaitable[str]]
 
 
+class SenderTrack(MediaStreamTrack):
+    """What one sender reads: the frames of a local track, which outlives it."""
+
+    def __init__(self, local: MediaStreamTrack) -> None:
+        super().__init__()
+        self.kind = local.kind
+        self.local = local
+
+    async def recv(self) -> Frame | Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self.local.recv()
+
+
+@dataclass
+class Published:
+    """One local track on the publish connection: its transceiver, source and relay."""
+
+    transceiver: RTCRtpTransceiver
+    track: MediaStreamTrack
+    source: str
+    relay: SenderTrack
+
+    @property
+    def kind(self) -> str:
+        return self.track.kind
+
+
 class Publication:
-    """The publish peer connection and what it sends: (transceiver, track, source)."""
+    """The publish peer connection and the local tracks it sends."""
 
     def __init__(
         self, new_peer_connection: Callable[[], RTCPeerConnection], options: ClientOptions
@@ -30,7 +68,7 @@ class Publication:
         self._new_peer_connection = new_peer_connection
         self._options = options
         self.pc: RTCPeerConnection | None = None
-        self.published: list[tuple[RTCRtpTransceiver, MediaStreamTrack, str]] = []
+        self.published: list[Published] = []
         self.muted: dict[str, bool] = {"audio": False, "video": False}
         self._lock = asyncio.Lock()
 
@@ -56,34 +94,38 @@ class Publication:
         return pc
 
     async def republish(self, exchange: OfferExchange) -> RTCPeerConnection | None:
-        """Offer the same tracks on a new connection (after a reconnection); None: nothing to."""
+        """Offer the same live tracks on a new connection (after a reconnection); None: none."""
         async with self._lock:
-            if not self.published:
+            previous = [p for p in self.published if p.track.readyState == "live"]
+            self.published = []
+            if not previous:
                 return None
-            previous, self.published = self.published, []
             pc = self.pc = self._new_peer_connection()
-            for transceiver, track, source in previous:
-                kind: Kind = "audio" if transceiver.kind == "audio" else "video"
-                self._add_transceiver(pc, track, kind, source)
+            for published in previous:
+                kind: Kind = "audio" if published.kind == "audio" else "video"
+                self._add_transceiver(pc, published.track, kind, published.source)
             await self._negotiate(pc, exchange)
         return pc
 
     def set_muted(self, kind: Kind, muted: bool) -> None:
         """Stop (or resume) sending every track of ``kind``."""
         self.muted[kind] = muted
-        for transceiver, track, _source in self.published:
-            if transceiver.kind == kind:
+        for published in self.published:
+            if published.kind == kind:
                 # A sender without a track sends nothing until it gets one back.
-                transceiver.sender.replaceTrack(None if muted else track)
+                published.transceiver.sender.replaceTrack(None if muted else published.relay)
 
     async def close(self) -> None:
-        """Close the connection; the tracks are kept (still live) for `republish`."""
+        """Close the connection; the local tracks stay live for `republish`."""
         pc, self.pc = self.pc, None
-        for transceiver, _track, _source in self.published:
-            # aiortc stops the track of a sender that stops: detach it first.
-            transceiver.sender.replaceTrack(None)
         if pc is not None:
             await asyncio.wait_for(pc.close(), self._options.timeout_s)
+
+    def stop(self) -> None:
+        """Stop every local track (the participant leaves)."""
+        for published in self.published:
+            published.relay.stop()
+            published.track.stop()
 
     def _preferences(self, kind: Kind) -> list[RTCRtpCodecCapability]:
         options = self._options
@@ -94,16 +136,19 @@ class Publication:
     def _add_transceiver(
         self, pc: RTCPeerConnection, track: MediaStreamTrack, kind: Kind, source: str
     ) -> None:
-        transceiver = pc.addTransceiver(track, direction="sendonly")
+        relay = SenderTrack(track)
+        transceiver = pc.addTransceiver(relay, direction="sendonly")
         preferences = self._preferences(kind)
         if preferences:
             transceiver.setCodecPreferences(preferences)
         if self.muted[kind]:
             transceiver.sender.replaceTrack(None)
-        self.published.append((transceiver, track, source))
+        self.published.append(Published(transceiver, track, source, relay))
 
     async def _negotiate(self, pc: RTCPeerConnection, exchange: OfferExchange) -> None:
         await pc.setLocalDescription(await pc.createOffer())
-        sources = {t.mid: source for t, _track, source in self.published if t.mid is not None}
+        sources = {
+            p.transceiver.mid: p.source for p in self.published if p.transceiver.mid is not None
+        }
         answer = await exchange(pc.localDescription.sdp, sources)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

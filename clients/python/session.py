@@ -590,6 +590,7 @@ class Participant(MeetingState):
             self._pending_answer.set_exception(SessionClosed(self.end_reason or "closed"))
         if self._republishing is not None:
             self._republishing.cancel()
+        self._publication.stop()
         self._subscription.stop_draining()
         for pc in (self.publish_pc, self.subscribe_pc):
             if pc is not None:

@@ -1,5 +1,6 @@
-"""Python clients against a real ``townhall serve`` that is SIGKILLed and started again on the
-same port and data dir: both rejoin on their own and media flows again both ways; a removal
+"""Python clients against a real ``townhall serve`` that goes away and is started again on the
+same port and data dir: SIGKILLed (the socket just drops) or SIGTERMed (the node sends
+``reconnect`` first). Both rejoin on their own and media flows again both ways; a removal
 (``bye``) is never followed by a reconnection."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+
+import pytest
 
 from clients.python import ClientOptions, Participant, RtpTap, SessionEnded
 from clients.python.events import Reconnected, Reconnecting, RemoteTrack
@@ -58,8 +61,19 @@ async def join_and_publish(
     return participant, tap
 
 
-async def test_both_clients_rejoin_after_the_server_is_killed_and_restarted(
-    tmp_path: Path,
+def stop_gracefully(server: TownhallServer) -> float:
+    """SIGTERM: the node tells everyone to reconnect, then exits; the time of the signal."""
+    stopped_at = time.monotonic()
+    stop_server(server)
+    return stopped_at
+
+
+@pytest.mark.parametrize(
+    ("how", "lost_reason"),
+    [("SIGKILL", "connection-lost"), ("SIGTERM", "reconnect: server shutting down")],
+)
+async def test_both_clients_rejoin_after_the_server_goes_away_and_comes_back(
+    tmp_path: Path, how: str, lost_reason: str
 ) -> None:
     server = start_server(tmp_path / "data")
     restarted: TownhallServer | None = None
@@ -73,9 +87,11 @@ async def test_both_clients_rejoin_after_the_server_is_killed_and_restarted(
         streams = {p.name: p.events() for p in (ada, bob)}
         old_pcs = {p.name: p.publish_pc for p in (ada, bob)}
 
-        killed_at = kill_server(server)
+        stop = kill_server if how == "SIGKILL" else stop_gracefully
+        killed_at = await asyncio.to_thread(stop, server)
         for name, stream in streams.items():
             lost = await stream.wait_for(lambda e: isinstance(e, Reconnecting), 10, name)
+            assert isinstance(lost, Reconnecting) and lost.reason == lost_reason
             print(f"{name} noticed the loss after {time.monotonic() - killed_at:.2f} s: {lost}")
         restarted = await asyncio.to_thread(restart_server, server)
         up_s = time.monotonic() - killed_at
@@ -90,7 +106,7 @@ async def test_both_clients_rejoin_after_the_server_is_killed_and_restarted(
         await media_flows(ada, ada_tap, bob)
         flowing_s = time.monotonic() - killed_at
         print(
-            f"kill -> server up {up_s:.2f} s; -> rejoined "
+            f"{how} -> server up {up_s:.2f} s; -> rejoined "
             + ", ".join(f"{n} {s:.2f} s" for n, s in rejoined.items())
             + f"; -> media flowing both ways {flowing_s:.2f} s"
         )
