@@ -183,11 +183,20 @@ class Bus:
                 if self.subscribed.is_set():
                     log.warning("lost Redis (%s); resubscribing", exc)
                 self.subscribed.clear()
+            except UnicodeDecodeError:
+                # Someone published bytes that are not text: drop the connection
+                # (its reader may be mid-message) and listen again at once.
+                log.warning("ignored a bus message that is not UTF-8; resubscribing")
+                self.subscribed.clear()
+                delay = 0.0
+            except Exception:
+                log.exception("the bus listener failed; resubscribing")
+                self.subscribed.clear()
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(delay)
-            delay = min(RESUBSCRIBE_MAX_S, delay * 2)
+            delay = min(RESUBSCRIBE_MAX_S, max(0.1, delay * 2))
 
     def _dispatch(self, channel: str | bytes, data: str | bytes) -> None:
         if isinstance(channel, bytes):
