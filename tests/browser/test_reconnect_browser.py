@@ -1,7 +1,8 @@
 """A Chromium participant and a Python bot ride out a server restart without reloading.
 
-``townhall serve`` is SIGKILLed and started again on the same port and data
-dir (on one node, what a client sees when the node hosting its meeting dies):
+``townhall serve`` is SIGKILLed (or SIGTERMed: the node sends ``reconnect``
+first) and started again on the same port and data dir (on one node, what a
+client sees when the node hosting its meeting dies or hands it over):
 the page shows "Reconnecting…", rejoins by itself, keeps its own preview and
 plays the bot's video again; the bot publishes again. When the server will
 not have the participant back, the page says so and offers a button.
@@ -52,8 +53,15 @@ def local_preview_live(page: Any) -> bool:
     return live
 
 
+def stop_gracefully(server: TownhallServer) -> float:
+    stopped_at = time.monotonic()
+    stop_server(server)
+    return stopped_at
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
-    chromium: Any, tmp_path: Path
+    chromium: Any, tmp_path: Path, how: str
 ) -> None:
     server = start_server(tmp_path / "data")
     restarted: TownhallServer | None = None
@@ -73,13 +81,15 @@ def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
         assert_video_flows(ada, bot.participant_id, "Bot")
         ada.page.evaluate("window.__sameDocument = true")
 
-        killed_at = kill_server(server)
+        killed_at = (kill_server if how == "SIGKILL" else stop_gracefully)(server)
         ada.page.locator(BANNER).wait_for(state="visible", timeout=10_000)
         banner_s = time.monotonic() - killed_at
         assert ada.page.get_by_role("status").filter(has_text="Reconnecting…").count() >= 1
         assert ada.page.evaluate("window.townhall.reconnecting") is True
+        if how == "SIGTERM":  # the node's own `reconnect` frame, not only a dropped socket
+            assert any("reconnecting (server shutting down)" in line for line in ada.console)
         assert local_preview_live(ada.page), "our own preview went dark while reconnecting"
-        ada.screenshot("reconnect-banner.png")
+        ada.screenshot(f"reconnect-banner-{how}.png")
 
         restarted = restart_server(server)
         up_s = time.monotonic() - killed_at
@@ -88,8 +98,9 @@ def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
         wait_reconnected(bots, bot)
         assert_video_flows(ada, bot.participant_id, "Bot")
         flowing_s = time.monotonic() - killed_at
+        # From SIGTERM the banner time includes the graceful stop (the signal waits for it).
         print(
-            f"kill -> banner {banner_s:.2f} s, server up {up_s:.2f} s, page rejoined "
+            f"{how} -> banner {banner_s:.2f} s, server up {up_s:.2f} s, page rejoined "
             f"{page_back_s:.2f} s (page says {ada.page.evaluate('window.townhall.lastReconnectMs')}"
             f" ms), bot's video playing again {flowing_s:.2f} s"
         )
@@ -109,7 +120,7 @@ def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
             ),
             25,
         )
-        ada.screenshot("reconnected.png")
+        ada.screenshot(f"reconnected-{how}.png")
     finally:
         print(ada.diagnostics())
         ada.page.close()
