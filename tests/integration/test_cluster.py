@@ -390,3 +390,18 @@ async def test_a_node_that_lost_its_meetings_lease_hands_the_meeting_over(
     finally:
         await alice.leave()
         await bob.leave()
+
+
+def test_region_placement_prefers_the_control_planes_region(cluster: Cluster) -> None:
+    cluster.start_control("--placement", "region", "--region", "us-east")
+    cluster.start_node("eu1", "--region", "eu-west")
+    cluster.start_node("us1", "--region", "us-east")
+    meetings = [cluster.control.create_meeting(f"r{i}")["id"] for i in range(6)]
+    assert {cluster.node_for_url(join_url(cluster, m, "Ada")) for m in meetings} == {"us1"}
+    regions = {node_id: node["region"] for node_id, node in cluster.node_list().items()}
+    assert regions == {"eu1": "eu-west", "us1": "us-east"}
+    # With its region gone, meetings go to the others.
+    cluster.nodes["us1"].process.send_signal(signal.SIGTERM)
+    cluster.nodes["us1"].process.wait(timeout=15)
+    later = cluster.control.create_meeting("later")["id"]
+    assert cluster.node_for_url(join_url(cluster, later, "Bo")) == "eu1"
