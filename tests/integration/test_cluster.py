@@ -405,3 +405,37 @@ def test_region_placement_prefers_the_control_planes_region(cluster: Cluster) ->
     cluster.nodes["us1"].process.wait(timeout=15)
     later = cluster.control.create_meeting("later")["id"]
     assert cluster.node_for_url(join_url(cluster, later, "Bo")) == "eu1"
+
+
+async def test_a_recording_on_a_node_is_kept_by_the_control_plane(cluster: Cluster) -> None:
+    cluster.start_control()
+    cluster.start_node("n1")
+    meeting_id = cluster.control.create_meeting("recorded")["id"]
+    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
+    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
+    base = f"/api/v1/meetings/{meeting_id}"
+    try:
+        await flowing(alice_tap)
+        await flowing(bob_tap)
+        started = await asyncio.to_thread(
+            cluster.control.api, "POST", f"{base}/recording/start", {"auto_transcribe": False}
+        )
+        await asyncio.sleep(2.0)
+        await asyncio.to_thread(cluster.control.api, "POST", f"{base}/recording/stop", {})
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            listed = await asyncio.to_thread(cluster.control.api, "GET", f"{base}/recordings")
+            [recording] = [r for r in listed["recordings"] if r["id"] == started["id"]]
+            if recording["status"] != "recording":
+                break
+            await asyncio.sleep(0.3)
+        # The node wrote the files; its result crossed the bus to the control plane.
+        assert recording["status"] == "completed", recording
+        kinds = sorted((f["participant_id"], f["kind"]) for f in recording["files"])
+        assert kinds == sorted(
+            (p.participant_id, kind) for p in (alice, bob) for kind in ("audio", "video")
+        )
+        assert all(f["bytes"] > 0 and f["duration_s"] > 1 for f in recording["files"])
+    finally:
+        await alice.leave()
+        await bob.leave()
