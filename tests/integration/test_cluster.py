@@ -439,3 +439,35 @@ async def test_a_recording_on_a_node_is_kept_by_the_control_plane(cluster: Clust
     finally:
         await alice.leave()
         await bob.leave()
+
+
+async def test_chat_over_the_socket_and_over_rest_reaches_everyone(cluster: Cluster) -> None:
+    cluster.start_control()
+    cluster.start_node("n1")
+    meeting_id = cluster.control.create_meeting("chat")["id"]
+    alice, _ = await join_publishing(cluster, meeting_id, "Alice")
+    bob, _ = await join_publishing(cluster, meeting_id, "Bob")
+    try:
+        # Over the socket: the node asks a control plane (bus) to check and keep it.
+        await alice.send_chat("hello from the node")
+        await bob.wait_until(
+            lambda: any(m.text == "hello from the node" for m in bob.chat), WAIT_S, "chat at Bob"
+        )
+        # Over REST: the control plane has the node deliver it.
+        await asyncio.to_thread(
+            cluster.control.api,
+            "POST",
+            f"/api/v1/meetings/{meeting_id}/chat",
+            {"text": "hello from the API"},
+        )
+        await alice.wait_until(
+            lambda: any(m.text == "hello from the API" for m in alice.chat), WAIT_S, "chat at Alice"
+        )
+        history = await asyncio.to_thread(
+            cluster.control.api, "GET", f"/api/v1/meetings/{meeting_id}/chat"
+        )
+        texts = [m["text"] for m in history["messages"]]
+        assert texts == ["hello from the node", "hello from the API"]
+    finally:
+        await alice.leave()
+        await bob.leave()
