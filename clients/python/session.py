@@ -98,6 +98,8 @@ class Participant(MeetingState):
         self.last_reconnect_s: float | None = None
         self._reconnecting = False
         self._republishing: asyncio.Task[None] | None = None
+        self._media_failed = False
+        self._failing: asyncio.Future[None] | None = None
         # Where `connect` joined, tried again after a loss when there is no control plane.
         self._direct: RejoinTarget | None = None
         self._publication = Publication(lambda: self._new_peer_connection(subscribe=False), options)
@@ -281,6 +283,15 @@ class Participant(MeetingState):
                 logger.exception("event listener failed on %s", type(event).__name__)
         self._notify()
 
+    def _connection_state_changed(self, pc: RTCPeerConnection) -> None:
+        self._notify()
+        # Failed ICE/DTLS is a lost connection too: drop the socket and the reader rejoins.
+        channel = self._channel
+        if pc.connectionState == "failed" and channel is not None and not self._reconnecting:
+            if self.end_reason is None and self.options.reconnect and not self._media_failed:
+                self._media_failed = True
+                self._failing = asyncio.ensure_future(channel.close())
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
@@ -317,7 +328,7 @@ class Participant(MeetingState):
             drop_received=options.drop_received if subscribe else None,
             drop_sent=None if subscribe else options.drop_sent,
         )
-        pc.on("connectionstatechange", self._notify)
+        pc.on("connectionstatechange", lambda: self._connection_state_changed(pc))
         return pc
 
     @property
@@ -410,7 +421,7 @@ class Participant(MeetingState):
             while True:
                 received = await self._channel.receive()
                 if received is None:
-                    return "connection-lost", True
+                    return ("media-failed" if self._media_failed else "connection-lost"), True
                 if isinstance(received, Bye):
                     return (f"bye: {received.reason}" if received.reason else "bye"), False
                 if isinstance(received, Reconnect):
@@ -429,6 +440,7 @@ class Participant(MeetingState):
         """Rejoin after ``lost``, retrying with backoff; then read the new socket."""
         started = asyncio.get_running_loop().time()
         self._reconnecting = True
+        self._media_failed = False
         logger.warning("%s: lost the meeting (%s); reconnecting", self.name, lost)
         self._emit(Reconnecting(lost))
         await self._drop_connections()

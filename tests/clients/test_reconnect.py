@@ -85,6 +85,44 @@ async def test_a_dropped_socket_rejoins(fake: FakeSfu) -> None:
         await bob.leave()
 
 
+async def test_a_failed_media_connection_rejoins(fake: FakeSfu) -> None:
+    bob, first = await joined_and_publishing(fake)
+    events = bob.events()
+    try:
+        # Inject the failure (aiortc's own ICE consent check takes 30 s to give up).
+        pc = bob.publish_pc
+        assert pc is not None
+        pc._RTCPeerConnection__connectionState = "failed"  # type: ignore[attr-defined]
+        pc.emit("connectionstatechange")
+        lost = await events.wait_for(lambda e: isinstance(e, Reconnecting), 5)
+        assert isinstance(lost, Reconnecting) and lost.reason == "media-failed"
+        second = await asyncio.wait_for(fake.joined.get(), 10)
+        await events.wait_for(lambda e: isinstance(e, Reconnected), 10)
+        await bob.wait_until(
+            lambda: second.published_frames.get("video", 0) > 5, 10, "video after rejoining"
+        )
+        assert first.socket.closed
+    finally:
+        await bob.leave()
+
+
+async def test_connect_without_a_control_plane_rejoins_with_its_url_and_token(
+    fake: FakeSfu,
+) -> None:
+    _pid, token = fake.token("Carol")
+    carol = await Participant.connect(f"{fake.base_url.replace('http', 'ws')}/sfu/ws", token)
+    try:
+        first = await asyncio.wait_for(fake.joined.get(), 5)
+        events = carol.events()
+        await first.socket.close()
+        await events.wait_for(lambda e: isinstance(e, Reconnected), 10)
+        second = await asyncio.wait_for(fake.joined.get(), 5)
+        assert second.claims.participant_id == first.claims.participant_id
+        assert fake.rejoins == []  # no control plane to ask
+    finally:
+        await carol.leave()
+
+
 async def test_bye_never_reconnects(fake: FakeSfu) -> None:
     bob, session = await joined_and_publishing(fake)
     events = bob.events()
