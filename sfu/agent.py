@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 # How soon after someone joins or leaves the control planes get the new roster.
 SNAPSHOT_DELAY_S = 0.1
+# A lease claimed at admission is kept this long even before the room exists
+# (the control plane is still being asked about the participant).
+CLAIM_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class NodeAgent:
         self.started_at = time.time()
         self.drained = asyncio.Event()
         self.registered = asyncio.Event()
-        self._hosted: set[str] = set()
+        # Meetings whose lease this node holds -> when it claimed them (monotonic).
+        self._hosted: dict[str, float] = {}
         self._cpu = _CpuMeter()
         self._beats: asyncio.Task[None] | None = None
         self._snapshot: asyncio.Task[None] | None = None
@@ -144,7 +149,7 @@ class NodeAgent:
             raise ControlUnavailable(f"the cluster registry is unreachable: {exc}") from exc
         if owner != self.config.node_id:
             raise MeetingElsewhere(f"the meeting is hosted on node {owner}")
-        self._hosted.add(meeting_id)
+        self._hosted.setdefault(meeting_id, time.monotonic())
 
     # -- heartbeat ----------------------------------------------------------
 
@@ -152,13 +157,20 @@ class NodeAgent:
         """One heartbeat: record, leases, snapshot. Never raises for Redis trouble."""
         node_id = self.config.node_id
         try:
-            hosted = set(self.node.rooms)
+            now = time.monotonic()
+            rooms = set(self.node.rooms)
+            # Claimed a moment ago, its first participant still being admitted.
+            arriving = {m for m, at in self._hosted.items() if now - at < CLAIM_GRACE_S}
             await self.registry.register(self.record())
-            lost = await self.registry.renew(node_id, hosted) if hosted else set()
-            for meeting_id in self._hosted - hosted:
+            held = rooms | arriving
+            lost = await self.registry.renew(node_id, held) if held else set()
+            for meeting_id in set(self._hosted) - held:
                 # Ended here (or never started): let it be placed anywhere next time.
                 await self.registry.release(meeting_id, node_id)
-            self._hosted = hosted - lost
+            # A meeting seen with a room is established: once its room is gone, it ended.
+            self._hosted = {
+                m: -math.inf if m in rooms else self._hosted.get(m, now) for m in held - lost
+            }
         except RegistryUnavailable as exc:
             if not self._registry_down:
                 log.warning("registry unreachable (%s); media goes on, joins wait", exc)

@@ -135,3 +135,12 @@ async def test_a_lost_lease_hands_the_meeting_over_at_the_next_heartbeat(hosted:
         assert "m1" not in agent.node.rooms
         assert await registry.lease_owner("m1") == "n2"
 
+
+
+async def test_a_lease_claimed_at_admission_survives_a_heartbeat_before_the_room(
+    hosted: Any,
+) -> None:
+    agent, registry, _ = hosted
+    await agent.admit("m9")  # the control plane is still being asked about the joiner
+    await agent.beat()
+    assert await registry.lease_owner("m9") == "n1"
