@@ -86,6 +86,6 @@ export async function rejoinWithBackoff({
     await sleep(Math.min(delay, remaining));
   }
   const seconds = Math.round(withinMs / 1000);
-  const why = last?.message ? ` (${last.message})` : "";
-  throw new Error(`Could not get back into the meeting within ${seconds} s${why}.`);
+  const why = last?.message ? ` ${last.message}` : "";
+  throw new Error(`Tried for ${seconds} s to get back into the meeting.${why}`);
 }

@@ -164,3 +164,43 @@ def test_the_page_says_so_when_the_server_will_not_have_it_back(
         if restarted is not None:
             stop_server(restarted)
         stop_server(server)
+
+
+def test_the_page_offers_to_rejoin_when_the_server_stays_away(
+    chromium: Any, tmp_path: Path
+) -> None:
+    server = start_server(tmp_path / "data")
+    restarted: TownhallServer | None = None
+    page = chromium.new_page()
+    # The page's own clock, so that its 60 s of retries pass in a moment.
+    page.clock.install()
+    zoe = Attendee(page, "Zoe")
+    try:
+        meeting = server.create_meeting("Away")
+        zoe.open(meeting["join_url"])
+        zoe.join()
+        kill_server(server)
+        zoe.page.locator(BANNER).wait_for(state="visible", timeout=10_000)
+        heading = zoe.page.locator("#message-heading")
+        deadline = time.monotonic() + 60
+        while not heading.is_visible():
+            assert time.monotonic() < deadline, "the page never gave up reconnecting"
+            page.clock.fast_forward(5_000)  # past the next backoff delay or two
+            page.wait_for_timeout(100)
+        assert heading.inner_text() == "Connection lost"
+        detail = zoe.page.locator("#message-detail").inner_text()
+        assert detail.startswith("Tried for 60 s to get back into the meeting."), detail
+        assert zoe.page.locator(BANNER).is_hidden()
+        zoe.screenshot("reconnect-gave-up.png")
+
+        # The button rejoins once the server is back (a new stay in the meeting).
+        restarted = restart_server(server)
+        zoe.page.get_by_role("button", name="Rejoin").click()
+        zoe.page.locator('.tile[data-self="true"][data-name="Zoe"]').wait_for()
+        assert zoe.page.evaluate("window.townhall.phase") == "meeting"
+    finally:
+        print(zoe.diagnostics())
+        page.close()
+        if restarted is not None:
+            stop_server(restarted)
+        stop_server(server)
