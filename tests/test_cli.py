@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -181,3 +182,31 @@ def test_a_bad_recorder_key_stops_startup_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "recorder.encryption_key: expected base64 of 32 bytes" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_explains_the_cluster_commands() -> None:
+    control = run_cli("control", "--help")
+    assert control.returncode == 0
+    for flag in ("--redis", "--region", "--placement", "consistent_hash", "--port"):
+        assert flag in control.stdout
+    node = run_cli("node", "--help")
+    assert node.returncode == 0
+    for text in ("--redis", "--node-id", "--max-participants", "--max-forwarded-pps", "drain"):
+        assert text in node.stdout
+    drain = run_cli("node", "drain", "--help")
+    assert drain.returncode == 0
+    assert "NODE_ID" in drain.stdout and "--migrate" in drain.stdout
+    for command in ("control", "node", "bench"):
+        assert command in run_cli("--help").stdout
+
+
+def test_cluster_commands_without_redis_say_what_is_missing(tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "TOWNHALL_REDIS_URL"}
+    for command in ("control", "node"):
+        result = run_cli(command, "--data-dir", str(tmp_path), env=environment)
+        assert result.returncode == 2
+        assert f"townhall {command} needs Redis: --redis URL" in result.stderr
+        assert "Traceback" not in result.stderr
+    result = run_cli("node", "--redis", "http://x", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "cluster.redis_url: must start with redis://" in result.stderr

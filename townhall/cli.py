@@ -55,6 +55,7 @@ from .control_process import build_control_app
 from .control_setup import _alerts, _smtp, _webhooks, control_config, signaling_url
 from .node_process import drain_node, run_node
 from .recording_setup import recorder_config, recording_pipeline, storage_for
+from .serving import listen
 
 __all__ = [
     "AGENT",
@@ -320,17 +321,8 @@ async def _serve(config: Config, secrets: Secrets, cluster: bool = False) -> int
         app = build_control_app(config, secrets, web_client_root())
     else:
         app = build_app(config, secrets, web_client_root())
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        print(
-            f"townhall: cannot listen on {config.server.host}:{config.server.port}: {exc}",
-            file=sys.stderr,
-        )
+    runner = await listen(app, config.server.host, config.server.port)
+    if runner is None:
         return 1
     print(
         f"Townhall is running at {config.server.public_url}  API key: {secrets.api_key}",

@@ -36,6 +36,7 @@ from townhall.cluster_redis import (
 from .config import Config, Secrets
 from .control_setup import signaling_url
 from .recording_setup import recording_pipeline
+from .serving import listen
 
 __all__ = ["drain_node", "new_node_id", "run_node"]
 
@@ -79,14 +80,10 @@ async def run_node(config: Config, secrets: Secrets) -> int:
 
     app = web.Application()
     app.add_routes([*node.routes(), web.get("/healthz", healthz)])
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        print(f"townhall node: cannot listen on {config.server.port}: {exc}", file=sys.stderr)
+    runner = await listen(app, config.server.host, config.server.port)
+    if runner is None:
+        await bus.close()
+        await redis.aclose()
         return 1
     await agent.start()
     print(
