@@ -9,6 +9,8 @@ are the client's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,9 +33,12 @@ from .messages import (
     TrackInfo,
 )
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "ChatReceived",
     "Event",
+    "EventHub",
     "EventStream",
     "LobbyUpdated",
     "Moderated",
@@ -206,3 +211,62 @@ class EventStream:
         if isinstance(event, SessionEnded):
             self._finished = True
         return event
+
+
+class EventHub:
+    """Hands a participant's events to its streams and listeners; wakes waiters on any change."""
+
+    def __init__(self) -> None:
+        self._streams: list[EventStream] = []
+        self._callbacks: list[Callable[[Event], None]] = []
+        self._changed = asyncio.Event()
+
+    def stream(self, ended: str | None) -> EventStream:
+        """A stream of the events from now on (just `SessionEnded` when ``ended``)."""
+        stream = EventStream(self._streams.remove)
+        self._streams.append(stream)
+        if ended is not None:
+            stream.put(SessionEnded(ended))
+        return stream
+
+    def add_listener(self, callback: Callable[[Event], None]) -> None:
+        self._callbacks.append(callback)
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event`` to every stream and listener (a failing listener is logged)."""
+        for stream in list(self._streams):
+            stream.put(event)
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("event listener failed on %s", type(event).__name__)
+        self.notify()
+
+    def notify(self) -> None:
+        """Something changed: wake everyone in `wait_until`."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        timeout_s: float,
+        what: str,
+        ended: Callable[[], str | None],
+    ) -> None:
+        """Wait until ``predicate()`` holds, re-checked on every change; SessionClosed when
+        ``ended()`` names a reason, ClientTimeout after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not predicate():
+            reason = ended()
+            if reason is not None:
+                raise SessionClosed(f"{reason} (while waiting for {what})")
+            changed = self._changed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ClientTimeout(f"{what} did not happen within {timeout_s:g} s")
+            # Poll too, for conditions that change without an event (counters).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, 0.1))

@@ -34,7 +34,15 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
 from . import aiortc_internals
 from .api import MeetingApi
 from .errors import ClientError, ClientTimeout, ServerError, SessionClosed, SignalingError
-from .events import Event, EventStream, Reconnected, Reconnecting, RemoteTrack, SessionEnded
+from .events import (
+    Event,
+    EventHub,
+    EventStream,
+    Reconnected,
+    Reconnecting,
+    RemoteTrack,
+    SessionEnded,
+)
 from .joining import JoinGrant, JoinRequest, LobbyTicket, obtain_grant
 from .meeting_state import MeetingState
 from .messages import (
@@ -104,12 +112,10 @@ class Participant(MeetingState):
         self._direct: RejoinTarget | None = None
         self._publication = Publication(lambda: self._new_peer_connection(subscribe=False), options)
         self._pending_answer: asyncio.Future[str] | None = None
-        self._streams: list[EventStream] = []
-        self._callbacks: list[Callable[[Event], None]] = []
+        self._hub = EventHub()
         self._subscription = Subscription(
             lambda: self._new_peer_connection(subscribe=True), self._emit, decode=options.decode
         )
-        self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -229,11 +235,7 @@ class Participant(MeetingState):
 
     def events(self) -> EventStream:
         """A stream of the events from now on (open it before triggering what you await)."""
-        stream = EventStream(self._streams.remove)
-        self._streams.append(stream)
-        if self.end_reason is not None:
-            stream.put(SessionEnded(self.end_reason))
-        return stream
+        return self._hub.stream(self.end_reason)
 
     @property
     def control_token(self) -> str | None:
@@ -267,21 +269,14 @@ class Participant(MeetingState):
 
     def add_listener(self, callback: Callable[[Event], None]) -> None:
         """Call ``callback`` with every event, synchronously."""
-        self._callbacks.append(callback)
+        self._hub.add_listener(callback)
 
     def add_frame_listener(self, listener: FrameListener) -> None:
         """Call ``listener`` with every decoded frame of every remote track."""
         self._subscription.frame_listeners.append(listener)
 
     def _emit(self, event: Event) -> None:
-        for stream in list(self._streams):
-            stream.put(event)
-        for callback in list(self._callbacks):
-            try:
-                callback(event)
-            except Exception:
-                logger.exception("event listener failed on %s", type(event).__name__)
-        self._notify()
+        self._hub.emit(event)
 
     def _connection_state_changed(self, pc: RTCPeerConnection) -> None:
         self._notify()
@@ -293,26 +288,14 @@ class Participant(MeetingState):
                 self._failing = asyncio.ensure_future(channel.close())
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._hub.notify()
 
     async def wait_until(
         self, predicate: Callable[[], bool], timeout_s: float | None = None, what: str = "condition"
     ) -> None:
         """Wait until ``predicate()`` holds, re-checked on every state change; bounded."""
         timeout = self.options.timeout_s if timeout_s is None else timeout_s
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if self.end_reason is not None:
-                raise SessionClosed(f"{self.end_reason} (while waiting for {what})")
-            changed = self._changed
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ClientTimeout(f"{what} did not happen within {timeout:g} s")
-            # Poll too, for conditions that change without an event (counters).
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, 0.1))
+        await self._hub.wait_until(predicate, timeout, what, lambda: self.end_reason)
 
     # -- publishing --------------------------------------------------------
 
