@@ -26,6 +26,7 @@ KEEPALIVE_S = 25.0
 # Janus holds a long poll up to 30 s, then answers a keepalive.
 LONG_POLL_TIMEOUT_S = 40.0
 MAX_EVENTS = 10
+CLOSE_TIMEOUT_S = 10.0
 
 Message = dict[str, Any]
 # Called for each event that answers no request: (handle id, the whole message).
@@ -59,6 +60,7 @@ class JanusSession:
         self._http = aiohttp.ClientSession()
         self._waiting: dict[str, asyncio.Future[Message]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def _post(self, path: str, body: Mapping[str, Any], what: str) -> Message:
         try:
@@ -114,13 +116,15 @@ class JanusSession:
 
     async def _poll(self) -> None:
         url = f"{self.base_url}/{self.session_id}?maxev={MAX_EVENTS}"
-        while True:
+        while not self._closing:
             try:
                 async with self._http.get(
                     url, timeout=aiohttp.ClientTimeout(total=LONG_POLL_TIMEOUT_S)
                 ) as answer:
                     messages = await answer.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
+                if self._closing:  # RuntimeError: the HTTP session is closed
+                    return
                 logger.warning("session %s: long poll: %s", self.session_id, exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -139,25 +143,32 @@ class JanusSession:
             self.on_event(int(message.get("sender", 0)), message)
 
     async def _keep_alive(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(KEEPALIVE_S)
             try:
                 await self.request({"janus": "keepalive"}, "keepalive")
-            except JanusError as exc:
+            except (JanusError, RuntimeError) as exc:
+                if self._closing:
+                    return
                 logger.warning("session %s: %s", self.session_id, exc)
 
     async def destroy(self) -> None:
         """Destroy the session on Janus (best effort), stop polling; idempotent."""
-        for task in self._tasks:
+        self._closing = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        if tasks:
+            # Bounded: a cancellation can be lost (seen with the relay client's long
+            # poll); the flag ends the loops, closing the HTTP session ends a poll.
+            await asyncio.wait(tasks, timeout=1.0)
         if self.session_id is not None and not self._http.closed:
             with contextlib.suppress(JanusError):
                 await self.request({"janus": "destroy"}, "destroy the session")
         await self._http.close()
+        left = [task for task in tasks if not task.done()]
+        if left:
+            await asyncio.wait(left, timeout=CLOSE_TIMEOUT_S)
 
 
 class JanusHandle:

@@ -25,7 +25,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,15 @@ from ..janus.shim import build_shim
 from ..processes import LoadProcessError, free_port, log_tail
 from . import OnReceiver, TargetInfo, TargetUnavailable
 from .relay import OPTIONS as CLIENT_OPTIONS
-from .relay import loopback_peer_connection, send_only, timeout_option, wait_connected
+from .relay import (
+    Subscription,
+    TargetError,
+    all_connected,
+    loopback_peer_connection,
+    send_only,
+    timeout_option,
+    wait_connected,
+)
 
 __all__ = [
     "JanusClient",
@@ -199,7 +207,8 @@ class JanusClient:
         self.info = info
         self.timeout_s = timeout_option(info.options)
         self.publish_pc: RTCPeerConnection | None = None
-        self.subscriptions: list[tuple[JanusHandle, RTCPeerConnection]] = []
+        self.subscriptions: dict[int, Subscription] = {}  # by subscriber handle id
+        self._handles: dict[int, JanusHandle] = {}
         # Every address Janus offered an ICE candidate on, in its offers and answers.
         self.offered_addresses: set[str] = set()
         self._session: JanusSession | None = None
@@ -255,7 +264,8 @@ class JanusClient:
         self._subscribed.update(feeds)
         handle = await self._session.attach()
         pc = loopback_peer_connection()
-        self.subscriptions.append((handle, pc))
+        self.subscriptions[handle.id] = Subscription(pc, set(feeds))
+        self._handles[handle.id] = handle
         body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": self._room,
                                 "streams": [{"feed": feed} for feed in feeds]}
         if self._private_id is not None:
@@ -279,20 +289,45 @@ class JanusClient:
         await wait_connected(pc, self.timeout_s, "subscribing to Janus")
 
     def _on_event(self, sender: int, message: Mapping[str, Any]) -> None:
-        """A ``publishers`` event on the participant handle: subscribe to the newcomers."""
+        """Events on the participant handle: subscribe to newcomers, let go of those who left."""
         if self._participant is None or sender != self._participant.id:
             return
-        publishers = plugin_data(dict(message)).get("publishers")
+        data = plugin_data(dict(message))
+        publishers = data.get("publishers")
         if publishers:
-            task = asyncio.create_task(self._subscribe_later(publishers))
-            self._later.add(task)
-            task.add_done_callback(self._later.discard)
+            self._later_task(self._subscribe_to(publishers), "subscribing to a later publisher")
+        for gone in (data.get("unpublished"), data.get("leaving")):
+            if isinstance(gone, int) and not isinstance(gone, bool):
+                self._later_task(self._forget(gone), "letting go of a feed")
 
-    async def _subscribe_later(self, publishers: Sequence[Mapping[str, Any]]) -> None:
-        try:
-            await self._subscribe_to(publishers)
-        except (JanusError, ValueError) as exc:
-            logger.warning("subscribing to a later publisher failed: %s", exc)
+    def _later_task(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except (JanusError, TargetError, ValueError) as exc:
+                logger.warning("%s failed: %s", what, exc)
+
+        task = asyncio.create_task(run())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _forget(self, feed: int) -> None:
+        """Close the subscriptions whose feeds have all gone (Janus keeps them open)."""
+        self._subscribed.discard(feed)  # it may publish again under the same id
+        for handle_id, subscription in list(self.subscriptions.items()):
+            subscription.publishers.discard(feed)
+            if not subscription.publishers:
+                del self.subscriptions[handle_id]
+                # Ours first: hung up by Janus first, aiortc would close it a second
+                # time on its own, concurrently.
+                await subscription.pc.close()
+                await self._handles.pop(handle_id).detach()
+
+    @property
+    def connected(self) -> bool | None:
+        """False once a peer connection in use failed or closed; None before there is one."""
+        pcs = [s.pc for s in self.subscriptions.values()]
+        return all_connected(pcs + [pc for pc in [self.publish_pc] if pc])
 
     async def leave(self) -> None:
         for task in list(self._later):
@@ -300,12 +335,13 @@ class JanusClient:
         session, self._session = self._session, None
         if session is None:
             return
-        handles = [h for h, _ in self.subscriptions]
+        handles = list(self._handles.values())
         if self._participant is not None:
             handles.append(self._participant)
-        await asyncio.gather(*(h.detach() for h in handles), return_exceptions=True)
-        pcs = [pc for _, pc in self.subscriptions] + [pc for pc in [self.publish_pc] if pc]
+        pcs = [s.pc for s in self.subscriptions.values()] + [pc for pc in [self.publish_pc] if pc]
         await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+        await asyncio.gather(*(h.detach() for h in handles), return_exceptions=True)
         self.subscriptions.clear()
+        self._handles.clear()
         self.publish_pc = None
         await session.destroy()

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ __all__ = [
     "RelayClient",
     "RelayServer",
     "OPTIONS",
+    "Subscription",
     "TargetError",
+    "all_connected",
     "loopback_peer_connection",
     "send_only",
     "timeout_option",
@@ -113,6 +116,21 @@ async def wait_connected(pc: RTCPeerConnection, timeout_s: float, what: str) -> 
             raise TargetError(f"{what}: not connected within {timeout_s:g} s "
                               f"(ICE {pc.iceConnectionState})")
         await asyncio.sleep(0.05)
+
+
+@dataclass
+class Subscription:
+    """A subscribing peer connection and the publishers whose tracks it carries."""
+
+    pc: RTCPeerConnection
+    publishers: set[Any]
+
+
+def all_connected(pcs: Sequence[RTCPeerConnection]) -> bool | None:
+    """False if one of ``pcs`` failed or closed, None when there are none, else True."""
+    if not pcs:
+        return None
+    return not any(pc.connectionState in ("failed", "closed") for pc in pcs)
 
 
 class RelayServer:
@@ -210,12 +228,13 @@ class RelayClient:
         self.timeout_s = timeout_option(info.options)
         self.publisher_id: str | None = None
         self.publish_pc: RTCPeerConnection | None = None
-        self.subscriptions: dict[str, RTCPeerConnection] = {}  # subscriber id -> pc
+        self.subscriptions: dict[str, Subscription] = {}  # by subscriber id
         self._room = ""
         self._name = ""
         self._subscribed: set[str] = set()  # publisher ids
         self._http: aiohttp.ClientSession | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._leaving = False
         self._on_receiver: OnReceiver | None = None
 
     def _url(self, path: str) -> str:
@@ -265,7 +284,8 @@ class RelayClient:
                 return
             raise
         self._subscribed.update(wanted)
-        pc = self.subscriptions[str(offer["id"])] = loopback_peer_connection()
+        pc = loopback_peer_connection()
+        self.subscriptions[str(offer["id"])] = Subscription(pc, set(wanted))
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         tracks = {t["mid"]: t for t in offer["tracks"]}
         assert self._on_receiver is not None
@@ -280,32 +300,58 @@ class RelayClient:
 
     async def _watch_publishers(self, version: int) -> None:
         """Subscribe to each publisher who comes later (long-polls the room's list)."""
-        while True:
+        while not self._leaving:
             try:
                 listing = await self._call("GET", f"/publishers?since={version}&wait={LONG_POLL_S}",
                                            timeout_s=LONG_POLL_S + self.timeout_s)
                 version = int(listing["version"])
+                await self._forget_departed({str(p["id"]) for p in listing["publishers"]})
                 await self._subscribe_to(listing["publishers"])
-            except TargetError as exc:
+            except (TargetError, RuntimeError) as exc:  # RuntimeError: the session closed
+                if self._leaving:
+                    return
                 logger.warning("%s: following the publishers: %s", self._name, exc)
                 await asyncio.sleep(1.0)
 
+    async def _forget_departed(self, present: set[str]) -> None:
+        """Close the subscriptions whose publishers have all left the room."""
+        self._subscribed &= present
+        for subscriber_id, subscription in list(self.subscriptions.items()):
+            subscription.publishers &= present
+            if not subscription.publishers:
+                del self.subscriptions[subscriber_id]
+                # Ours first: closed by the SFU first, aiortc would close it a second
+                # time on its own, concurrently (InvalidStateError in a stray task).
+                await subscription.pc.close()
+                with contextlib.suppress(TargetError):
+                    await self._call("DELETE", f"/subscribers/{subscriber_id}", timeout_s=5.0)
+
+    @property
+    def connected(self) -> bool | None:
+        """False once a peer connection in use failed or closed; None before there is one."""
+        pcs = [s.pc for s in self.subscriptions.values()]
+        return all_connected(pcs + [pc for pc in [self.publish_pc] if pc])
+
     async def leave(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        self._leaving = True
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            # Bounded: a cancellation was seen lost here (the task went on to its next
+            # long poll); the flag ends the loop, closing the session ends that poll.
+            watch.cancel()
+            await asyncio.wait({watch}, timeout=1.0)
         if self._http is None:
             return
         paths = [f"/subscribers/{s}" for s in self.subscriptions]
         if self.publisher_id is not None:
             paths.append(f"/publishers/{self.publisher_id}")
+        pcs = [s.pc for s in self.subscriptions.values()] + [pc for pc in [self.publish_pc] if pc]
+        await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
         await asyncio.gather(*(self._call("DELETE", p, timeout_s=5.0) for p in paths),
                              return_exceptions=True)
-        pcs = list(self.subscriptions.values()) + [pc for pc in [self.publish_pc] if pc]
-        await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
         self.subscriptions.clear()
         self.publish_pc = None
         await self._http.close()
         self._http = None
+        if watch is not None and not watch.done():
+            await asyncio.wait({watch}, timeout=STOP_GRACE_S)

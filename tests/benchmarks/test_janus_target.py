@@ -25,6 +25,7 @@ from benchmarks.targets.janus import (
 from tests.benchmarks.test_relay_target import (
     assert_near,
     measure_room,
+    publisher_leaves_and_comes_back,
     small_clip,
     streams_of_two_publishers,
 )
@@ -78,6 +79,12 @@ async def test_one_subscription_carries_two_publishers(
     counts = await streams_of_two_publishers(JanusServer(), tmp_path, small_clip)
     assert set(counts) == {(p, k) for p in ("alice", "bob") for k in ("audio", "video")}
     assert min(counts.values()) > 0, counts
+
+
+async def test_a_subscriber_follows_publishers_who_leave_and_come(
+    tmp_path: Path, small_clip: EncodedClip
+) -> None:
+    await publisher_leaves_and_comes_back(JanusServer(), tmp_path, small_clip)
 
 
 def test_offered_addresses_reads_candidate_lines() -> None:

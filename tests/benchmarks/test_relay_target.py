@@ -187,6 +187,45 @@ async def streams_of_two_publishers(
         await server.stop()
 
 
+async def publisher_leaves_and_comes_back(
+    server: TargetServer, work_dir: Path, clip: EncodedClip
+) -> None:
+    """A subscriber lets go of a publisher who left, and receives the one who comes next."""
+    clients: list[RoomClient] = []
+    await server.start(work_dir)
+    try:
+        room = await server.create_room("churn")
+        received = Received("subscriber")
+        subscriber = client_for(server.info)
+        clients.append(subscriber)
+        await subscriber.join(room, received.name, [], True, received.on_receiver)
+        subscriptions: dict[Any, Any] = subscriber.subscriptions  # type: ignore[attr-defined]
+        for generation in range(2):
+            publisher = client_for(server.info)
+            clients.append(publisher)
+            name = f"publisher-{generation}"
+            await publisher.join(room, name, [EncodedVideoTrack(clip), EncodedAudioTrack(clip)],
+                                 False, lambda *_: None)
+
+            async def flowing(name: str = name) -> bool:
+                counts = await stream_packets(received)
+                return counts.get((name, "audio"), 0) > 0 and counts.get((name, "video"), 0) > 0
+
+            await _until(flowing, READY_TIMEOUT_S, f"media from {name}")
+            assert len(subscriptions) == 1
+            assert subscriber.connected is True  # type: ignore[attr-defined]
+            await publisher.leave()
+
+            async def let_go() -> bool:
+                return not subscriptions
+
+            await _until(let_go, READY_TIMEOUT_S, f"letting go of {name}")
+            assert subscriber.connected is None  # type: ignore[attr-defined]
+    finally:
+        await asyncio.gather(*(c.leave() for c in clients), return_exceptions=True)
+        await server.stop()
+
+
 async def stream_packets(received: Received) -> dict[tuple[str, str], int]:
     """Packets so far per (publisher, kind)."""
     counts: dict[tuple[str, str], int] = {}
@@ -229,6 +268,12 @@ async def test_one_subscription_carries_two_publishers(
     counts = await streams_of_two_publishers(RelayServer(), tmp_path, small_clip)
     assert set(counts) == {(p, k) for p in ("alice", "bob") for k in ("audio", "video")}
     assert min(counts.values()) > 0, counts
+
+
+async def test_a_subscriber_follows_publishers_who_leave_and_come(
+    tmp_path: Path, small_clip: EncodedClip
+) -> None:
+    await publisher_leaves_and_comes_back(RelayServer(), tmp_path, small_clip)
 
 
 async def test_the_relay_sfu_refuses_bad_requests(tmp_path: Path) -> None:
