@@ -29,6 +29,11 @@ def plot(results: Sequence[PointResult], path: Path, title: str) -> None:
         cost.plot([r.n for r in points if r.us_per_packet is not None],
                   [r.us_per_packet for r in points if r.us_per_packet is not None],
                   marker="o", label=label)
+        limited = [r for r in points if r.load_limited]
+        if limited:
+            cpu.scatter([r.n for r in limited], [r.cpu_percent for r in limited], marker="x",
+                        s=120, color="red", zorder=3,
+                        label="load generator was the limit" if target == series[0][0] else None)
     cpu.set(title="SFU CPU (user+sys)", xlabel="N (subscribers / participants)",
             ylabel="% of one core")
     loss.set(title="loss after NACK recovery", xlabel="N", ylabel="% of packets")
