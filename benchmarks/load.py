@@ -218,37 +218,39 @@ class LoadRoom:
 
     async def join(self, member: Member) -> None:
         """Join one participant and wait until it receives what it expects; never raises."""
-        async with self.gate:
-            member.client = new_client(self.info, member.decode)
-            member.tap = ReceiveTap(member.rtx_source)
-            member.receivers, member.ready_at, member.error = [], None, None
-            publish: list[MediaStreamTrack] = []
-            if member.audio:
-                publish.append(EncodedAudioTrack(self.clip))
-            if member.video:
-                publish.append(EncodedVideoTrack(self.clip))
-            member.join_started = time.monotonic()
-            try:
+        member.client = client = new_client(self.info, member.decode)
+        member.tap = ReceiveTap(member.rtx_source)
+        member.receivers, member.ready_at, member.error = [], None, None
+        publish: list[MediaStreamTrack] = []
+        if member.audio:
+            publish.append(EncodedAudioTrack(self.clip))
+        if member.video:
+            publish.append(EncodedVideoTrack(self.clip))
+        try:
+            # Only the join itself is gated: waiting for media must not keep the
+            # others out (in a meeting they are the media).
+            async with self.gate:
+                member.join_started = time.monotonic()
                 await asyncio.wait_for(
-                    member.client.join(self.args.room, member.name, publish, member.subscribe,
-                                       self._on_receiver(member)),
+                    client.join(self.args.room, member.name, publish, member.subscribe,
+                                self._on_receiver(member)),
                     self.args.timeout_s,
                 )
-                deadline = time.monotonic() + self.args.ready_timeout_s
-                while member.subscribe and not member.receiving():
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(
-                            f"received {len(member.tap.counters)} of "
-                            f"{member.expect_streams} streams in {self.args.ready_timeout_s:g} s"
-                        )
-                    await asyncio.sleep(0.05)
-                member.ready_at = time.monotonic()
-                self.joins += 1
-                emit("progress", joined=self.joins)
-            except Exception as exc:  # any failure of a client is a result, not a crash
-                member.error = f"{type(exc).__name__}: {exc}"
-                self.failures.append(f"{member.name}#{member.generation}: {member.error}")
-                logger.warning("%s failed to join: %s", member.name, member.error)
+            deadline = time.monotonic() + self.args.ready_timeout_s
+            while member.subscribe and not member.receiving():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"received {len(member.tap.counters)} of "
+                        f"{member.expect_streams} streams in {self.args.ready_timeout_s:g} s"
+                    )
+                await asyncio.sleep(0.05)
+            member.ready_at = time.monotonic()
+            self.joins += 1
+            emit("progress", joined=self.joins)
+        except Exception as exc:  # any failure of a client is a result, not a crash
+            member.error = f"{type(exc).__name__}: {exc}"
+            self.failures.append(f"{member.name}#{member.generation}: {member.error}")
+            logger.warning("%s failed to join: %s", member.name, member.error)
 
     async def churn(self, member: Member, rng: random.Random) -> None:
         """Leave after a random lifetime and let a new participant take the slot, forever."""

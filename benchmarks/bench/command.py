@@ -7,13 +7,15 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..clip import ClipSettings, encode_clip, save_clip
 from ..processes import LoadProcessError, source_state
@@ -29,6 +31,8 @@ from .scenarios import point_for
 from .soak import SoakSettings, soak
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 # Bytes per VP8 packet when no video was measured (aiortc fills ~1,100-1,200).
 DEFAULT_VIDEO_PACKET_BYTES = 1150.0
@@ -189,6 +193,17 @@ async def run(args: argparse.Namespace, argv: list[str], work_dir: Path) -> tupl
     return (1 if errors or not results else 0), report
 
 
+async def stopping_on_sigterm(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work``; SIGTERM cancels it, so that every server and load process is stopped."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.plan and args.from_json is not None:
@@ -207,7 +222,12 @@ def main(argv: list[str]) -> int:
             work_dir = args.work_dir
         else:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        status, report = asyncio.run(run(args, argv, work_dir))
+        try:
+            status, report = asyncio.run(stopping_on_sigterm(run(args, argv, work_dir)))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print("townhall bench: interrupted; the SFU and load processes were stopped",
+                  file=sys.stderr)
+            return 130
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
