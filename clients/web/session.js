@@ -184,6 +184,8 @@ export class Session {
     try {
       await this.ensurePublisher().addScreen(track);
     } catch (error) {
+      // Cut short by a lost connection: the rejoin publishes the screen again.
+      if (this.reconnecting && this.screenTrack === track) return;
       this.screenTrack = null;
       track.stop();
       this.view.render?.();

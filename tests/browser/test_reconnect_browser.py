@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from clients.python import ClientOptions, Participant
+from clients.python import ClientOptions, Participant, RtpTap
 from clients.python.media import SyntheticAudioTrack, SyntheticVideoTrack
 from tests.browser.bots import BotLoop
 from tests.browser.pages import MEDIA_TIMEOUT_MS, Attendee, assert_video_flows
@@ -71,14 +71,25 @@ def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
         meeting = server.create_meeting("Failover")
         ada.open(meeting["join_url"])
         ada_id = ada.join()
+        bot_tap = RtpTap()
         bot = bots.join(
             meeting["id"],
             "Bot",
             audio=SyntheticAudioTrack(),
             video=SyntheticVideoTrack(320, 240),
-            options=ClientOptions(decode=False, timeout_s=10),
+            options=ClientOptions(decode=False, timeout_s=10, receive_tap=bot_tap),
         )
         assert_video_flows(ada, bot.participant_id, "Bot")
+        ada.page.get_by_role("button", name="Share your screen").click()
+        ada.page.get_by_role("button", name="Stop sharing your screen").wait_for()
+        bots.run(
+            bot.wait_until(
+                lambda: any(t.source == "screen" for t in bot.remote_tracks.values()),
+                20,
+                "Ada's screen at the bot",
+            ),
+            25,
+        )
         ada.page.evaluate("window.__sameDocument = true")
 
         killed_at = (kill_server if how == "SIGKILL" else stop_gracefully)(server)
@@ -111,15 +122,26 @@ def test_the_page_and_a_bot_reconnect_after_the_server_restarts(
         assert ada.page.evaluate("window.townhall.phase") == "meeting"
         assert ada.page.evaluate("window.townhall.reconnects") == 1
         assert local_preview_live(ada.page)
-        # The bot receives Ada again too.
+
+        # The bot receives Ada again too: camera, microphone and the screen she still shares.
+        def from_ada() -> dict[str, Any]:
+            return {
+                (t.source, t.kind): t
+                for t in bot.remote_tracks.values()
+                if t.participant_id == ada_id
+            }
+
+        wanted = {("camera", "video"), ("microphone", "audio"), ("screen", "video")}
+        bots.run(bot.wait_until(lambda: set(from_ada()) == wanted, 20, "Ada's tracks"), 25)
+        screen = from_ada()[("screen", "video")]
+        before = bot_tap.packets_for(screen.ssrcs)
         bots.run(
             bot.wait_until(
-                lambda: any(t.participant_id == ada_id for t in bot.remote_tracks.values()),
-                20,
-                "Ada's tracks at the bot",
+                lambda: bot_tap.packets_for(screen.ssrcs) > before + 10, 20, "Ada's screen"
             ),
             25,
         )
+        assert ada.page.evaluate("window.townhall.sharingScreen") is True
         ada.screenshot(f"reconnected-{how}.png")
     finally:
         print(ada.diagnostics())
