@@ -266,6 +266,18 @@ class JanusClient:
         pc = loopback_peer_connection()
         self.subscriptions[handle.id] = Subscription(pc, set(feeds))
         self._handles[handle.id] = handle
+        try:
+            await self._negotiate(handle, pc, feeds)
+        except (JanusError, TargetError, ValueError):
+            self._subscribed.difference_update(feeds)  # a later event may try again
+            if self.subscriptions.pop(handle.id, None) is not None:
+                await pc.close()
+                await self._handles.pop(handle.id).detach()
+            raise
+
+    async def _negotiate(self, handle: JanusHandle, pc: RTCPeerConnection,
+                         feeds: Sequence[int]) -> None:
+        """Join ``handle`` as a subscriber to ``feeds``: Janus offers, ``pc`` answers."""
         body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": self._room,
                                 "streams": [{"feed": feed} for feed in feeds]}
         if self._private_id is not None:

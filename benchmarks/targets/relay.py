@@ -285,7 +285,21 @@ class RelayClient:
             raise
         self._subscribed.update(wanted)
         pc = loopback_peer_connection()
-        self.subscriptions[str(offer["id"])] = Subscription(pc, set(wanted))
+        subscriber_id = str(offer["id"])
+        self.subscriptions[subscriber_id] = Subscription(pc, set(wanted))
+        try:
+            await self._answer(pc, subscriber_id, offer)
+        except (TargetError, ValueError):
+            self._subscribed.difference_update(wanted)  # the next listing may try again
+            if self.subscriptions.pop(subscriber_id, None) is not None:
+                await pc.close()
+                with contextlib.suppress(TargetError):
+                    await self._call("DELETE", f"/subscribers/{subscriber_id}", timeout_s=5.0)
+            raise
+
+    async def _answer(self, pc: RTCPeerConnection, subscriber_id: str,
+                      offer: Mapping[str, Any]) -> None:
+        """Answer the SFU's offer on ``pc`` and wait until media can flow."""
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         tracks = {t["mid"]: t for t in offer["tracks"]}
         assert self._on_receiver is not None
@@ -294,7 +308,7 @@ class RelayClient:
             if track is not None:
                 self._on_receiver(transceiver.receiver, track["kind"], track["publisher_name"])
         await pc.setLocalDescription(await pc.createAnswer())
-        await self._call("POST", f"/subscribers/{offer['id']}/answer",
+        await self._call("POST", f"/subscribers/{subscriber_id}/answer",
                          {"sdp": pc.localDescription.sdp})
         await wait_connected(pc, self.timeout_s, f"{self._name} subscribing")
 
