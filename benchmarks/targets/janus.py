@@ -5,15 +5,16 @@ videoroom + HTTP on 127.0.0.1, no admin API, no STUN/TURN, ICE on ``lo``),
 builds the ``getifaddrs`` shim that makes Janus 1.1.2 offer 127.0.0.1
 (`benchmarks.janus.shim`), starts ``janus -C ... -F ...`` with the shim
 preloaded and waits for ``/janus/info``. Two modes are compared:
-``TargetInfo.options["event_loops"]`` absent (Janus's default: a thread per
-handle) or an integer (that many shared event loops; ``janus-loops2`` in the
-benchmark's naming is 2).
+``--sfu janus`` (no ``event_loops`` option: Janus's default, a thread per
+handle) and ``--sfu janus:event_loops=2`` (that many shared event loops).
 
 `JanusClient` is one participant in a load process: a Janus session with one
 videoroom handle that joins as a publisher (and publishes when it has tracks;
-its ``publishers`` events announce who publishes later) and one subscriber
-handle per batch of feeds (those present at join, then each new one), where
-Janus offers and the client answers and sends ``start``.
+its ``publishers`` events announce who publishes later, its ``unpublished``
+and ``leaving`` events who is gone) and one subscriber handle per batch of
+feeds (those present at join, then each new one), where Janus offers and the
+client answers and sends ``start``. A subscriber handle whose feeds are all
+gone is detached (Janus would keep it open).
 """
 
 from __future__ import annotations
