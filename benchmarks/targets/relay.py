@@ -4,7 +4,8 @@
 in the benchmark process; `RelayClient` joins one of its rooms from a load
 process. A client publishes on one peer connection and subscribes on one peer
 connection per batch of publishers (those present when it joins, then each
-one that comes later, learnt by long-polling the room's publisher list).
+one that comes later, learnt by long-polling the room's publisher list),
+closed once all its publishers have left.
 
 The peer-connection helpers here (`loopback_peer_connection`, `send_only`,
 `wait_connected`) are shared with the Janus target.
