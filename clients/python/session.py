@@ -30,6 +30,7 @@ from typing import Literal
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection
+from aiortc.exceptions import InvalidStateError
 
 from . import aiortc_internals
 from .api import MeetingApi
@@ -545,7 +546,12 @@ class Participant(MeetingState):
 
     async def _answer_subscribe_offer(self, offer: SubscribeOffer) -> None:
         assert self._channel is not None
-        answer = await self._subscription.answer(offer)
+        try:
+            answer = await self._subscription.answer(offer)
+        except InvalidStateError as exc:
+            # aiortc closed the connection under us (the node closed its side
+            # while offering): what is left to do is to rejoin.
+            raise SignalingError(f"the subscribe connection closed: {exc}") from exc
         await self._channel.send(subscribe_answer_frame(answer))
         self._subscription.update(offer)
 
