@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--verify-decode", action="store_true",
         help="one subscriber decodes what it receives, to prove the picture is real "
              "(its frames and size are in the JSON); off by default")
+    add("--stagger-s", type=float, default=0.0,
+        help="seconds between starting one publisher and the next (default 0: all at once, "
+             "as when a meeting starts on the hour)")
     add("--drop-period", type=int, metavar="P",
         help="publishers drop 1 packet in P after numbering it, and its retransmissions: a "
              "known loss of 1/P for checking the benchmark itself (default: no drop)")
@@ -173,8 +176,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options, checked; errors exit with status 2 and say which option is wrong."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.window_s <= 0 or args.warmup_s < 0:
-        parser.error("--window-s must be > 0 and --warmup-s >= 0")
+    if args.window_s <= 0 or args.warmup_s < 0 or args.stagger_s < 0:
+        parser.error("--window-s must be > 0, --warmup-s and --stagger-s >= 0")
     if args.workers < 1 or args.join_concurrency < 1 or args.speakers < 1:
         parser.error("--workers, --join-concurrency and --speakers must be >= 1")
     if not 250_000 <= args.video_bitrate <= 1_500_000:

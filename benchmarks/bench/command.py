@@ -50,6 +50,7 @@ def report_header(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "sfu": [c.label for c in args.sfu], "warmup_s": args.warmup_s,
             "window_s": args.window_s, "workers": args.workers,
             "join_concurrency": args.join_concurrency, "drop_period": args.drop_period,
+            "stagger_s": args.stagger_s,
             "video_bitrate": args.video_bitrate, "verify_decode": args.verify_decode,
         },
     }
@@ -71,7 +72,8 @@ async def sweep(args: argparse.Namespace, clip: Path, work_dir: Path,
                 progress: Progress) -> tuple[list[PointResult], dict[str, str]]:
     settings = RunSettings(warmup_s=args.warmup_s, window_s=args.window_s,
                            join_concurrency=args.join_concurrency,
-                           setup_timeout_s=args.setup_timeout_s, drop_period=args.drop_period)
+                           setup_timeout_s=args.setup_timeout_s, drop_period=args.drop_period,
+                           stagger_s=args.stagger_s)
     results: list[PointResult] = []
     errors: dict[str, str] = {}
     for choice in args.sfu:

@@ -43,6 +43,7 @@ class RunSettings:
     setup_timeout_s: float = 120.0
     drop_period: int | None = None
     churn_s: float = 0.0
+    stagger_s: float = 0.0  # between starting one publisher's process and the next
 
 
 def load_arguments(
@@ -92,14 +93,15 @@ async def start_loads(
     try:
         for publishers in (True, False):
             group = [s for s in specs if s.publishers == publishers]
-            batch = [
-                await LoadProcess.start(
+            batch = []
+            for index, spec in enumerate(group):
+                if publishers and index and settings.stagger_s:
+                    await asyncio.sleep(settings.stagger_s)
+                batch.append(await LoadProcess.start(
                     spec.name, load_arguments(server, room, spec, clip, settings, lifetime_s),
                     logs / f"{spec.name}.log",
-                )
-                for spec in group
-            ]
-            started += batch
+                ))
+                started.append(batch[-1])
             ready = await wait_ready(
                 batch, sum(len(s.participants) for s in group), settings.setup_timeout_s,
                 progress, what, "joining publishers" if publishers else "joining subscribers",
