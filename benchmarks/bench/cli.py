@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="soak: a client leaves after 0.5..1.5 x this many seconds and a "
                            "new one joins (default 20)")
     soak.add_argument("--audio-only", action="store_true", help="soak: publish audio only")
+    soak.add_argument("--sample-s", type=float, default=5.0,
+                      help="soak: seconds between two readings of RSS and clients (default 5)")
     soak.add_argument("--max-rss-growth-kib-per-min", type=float, default=1024.0,
                       help="soak: fail above this fitted RSS slope over the second half "
                            "(default 1024)")
@@ -184,8 +186,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--video-bitrate must be within aiortc's VP8 range, 250000..1500000")
     if args.drop_period is not None and args.drop_period < 2:
         parser.error("--drop-period must be >= 2")
-    if args.soak and (args.meetings < 1 or args.clients < 2 or args.minutes <= 0):
-        parser.error("--soak needs --meetings >= 1, --clients >= 2 and --minutes > 0")
+    if args.soak and (args.meetings < 1 or args.clients < 2 or args.minutes <= 0
+                      or args.sample_s <= 0):
+        parser.error("--soak needs --meetings >= 1, --clients >= 2, --minutes > 0 and "
+                     "--sample-s > 0")
     if args.from_json is not None and not args.plan:
         parser.error("--from-json goes with --plan")
     if args.plan_participants < 2 or not 0 < args.plan_headroom <= 1:

@@ -138,7 +138,8 @@ def print_plan(plan: dict[str, Any]) -> None:
 async def run_soak(args: argparse.Namespace, clip: Path, work_dir: Path,
                    progress: Progress, report: dict[str, Any]) -> int:
     settings = SoakSettings(meetings=args.meetings, clients=args.clients, minutes=args.minutes,
-                            churn_s=args.churn_s, video=not args.audio_only,
+                            churn_s=args.churn_s, sample_s=args.sample_s,
+                            video=not args.audio_only,
                             max_rss_growth_kib_per_min=args.max_rss_growth_kib_per_min)
     run = RunSettings(join_concurrency=args.join_concurrency,
                       setup_timeout_s=args.setup_timeout_s)
