@@ -80,6 +80,15 @@ class Member:
     error: str | None = None
     leaving: bool = False
     decoded: dict[str, list[int]] = field(default_factory=dict)
+    # Frames handed to aiortc by this slot's tracks, over every generation.
+    frames_sent: dict[str, int] = field(default_factory=dict)
+    tracks: list[EncodedAudioTrack | EncodedVideoTrack] = field(default_factory=list)
+
+    def frames(self) -> dict[str, int]:
+        counts = dict(self.frames_sent)
+        for track in self.tracks:
+            counts[track.kind] = counts.get(track.kind, 0) + track.frames_sent
+        return counts
 
     def rtx_source(self, ssrc: int) -> int | None:
         for receiver in self.receivers:
@@ -221,11 +230,13 @@ class LoadRoom:
         member.client = client = new_client(self.info, member.decode)
         member.tap = ReceiveTap(member.rtx_source)
         member.receivers, member.ready_at, member.error = [], None, None
-        publish: list[MediaStreamTrack] = []
+        member.frames_sent = member.frames()
+        member.tracks = []
         if member.audio:
-            publish.append(EncodedAudioTrack(self.clip))
+            member.tracks.append(EncodedAudioTrack(self.clip))
         if member.video:
-            publish.append(EncodedVideoTrack(self.clip))
+            member.tracks.append(EncodedVideoTrack(self.clip))
+        publish: list[MediaStreamTrack] = list(member.tracks)
         try:
             # Only the join itself is gated: waiting for media must not keep the
             # others out (in a meeting they are the media).
@@ -290,6 +301,7 @@ class LoadRoom:
             entry: dict[str, Any] = {
                 "name": m.name, "generation": m.generation, "publishes": m.audio or m.video,
                 "subscribe": m.subscribe, "error": m.error, "connected": m.connected(),
+                "frames_sent": m.frames(),
                 "join_s": None if m.tap.first_packet_at is None
                 else round(m.tap.first_packet_at - m.join_started, 4),
                 "ready_s": None if m.ready_at is None else round(m.ready_at - m.join_started, 4),

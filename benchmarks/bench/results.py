@@ -26,6 +26,8 @@ OTHERS_NOTICEABLE_PERCENT = 10.0
 STARVED_OTHERS_PERCENT = 50.0
 # The issue's target: under 0.1% loss.
 LOSS_NOTICEABLE_PERCENT = 0.1
+# More than ~50 full-size packets waiting to be read: the SFU is behind.
+SFU_BACKLOG_NOTICEABLE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -78,6 +80,10 @@ class PointResult:
     decoded: dict[str, Any] = field(default_factory=dict)
     other_cpu_percent: float = 0.0
     sfu_udp_drops: int = 0
+    # Bytes waiting in the SFU's UDP receive buffers when the window closed.
+    sfu_receive_queue_bytes: int = 0
+    # Frames the publishers' tracks handed to aiortc in the window, by kind.
+    publisher_frames: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -153,6 +159,8 @@ class PointResult:
             "decoded": self.decoded,
             "other_processes_cpu_percent": round(self.other_cpu_percent, 1),
             "sfu_udp_drops": self.sfu_udp_drops,
+            "sfu_receive_queue_bytes_at_end": self.sfu_receive_queue_bytes,
+            "publisher_frames": self.publisher_frames,
             "warnings": self.warnings,
         }
 
@@ -227,6 +235,17 @@ def analyse(
         end.udp[s.pid].drops_since(start.udp[s.pid]) for s in end.sfu
         if s.pid in end.udp and s.pid in start.udp
     )
+    for first, last in zip(start.snapshots, end.snapshots, strict=True):
+        before = {m["name"]: m.get("frames_sent", {}) for m in first["members"]}
+        for member in last["members"]:
+            for kind, count in member.get("frames_sent", {}).items():
+                earlier = before.get(member["name"], {}).get(kind, 0)
+                result.publisher_frames[kind] = (
+                    result.publisher_frames.get(kind, 0) + count - earlier
+                )
+    result.sfu_receive_queue_bytes = sum(
+        end.udp[s.pid].receive_queue_bytes for s in end.sfu if s.pid in end.udp
+    )
     result.warnings = warnings_for(result)
     return result
 
@@ -252,6 +271,9 @@ def warnings_for(result: PointResult) -> list[str]:
     if result.other_cpu_percent > OTHERS_NOTICEABLE_PERCENT:
         notes.append(f"processes outside the benchmark used {result.other_cpu_percent:.0f}% "
                      "of a core: the machine was not quiet")
+    if result.sfu_receive_queue_bytes > SFU_BACKLOG_NOTICEABLE_BYTES:
+        notes.append(f"the SFU fell behind: {result.sfu_receive_queue_bytes // 1024} KiB waited "
+                     "in its UDP receive buffers when the window closed")
     if result.sfu_udp_drops:
         notes.append(f"{result.sfu_udp_drops} datagrams dropped on the SFU's sockets")
     if result.loss_percent > LOSS_NOTICEABLE_PERCENT:
