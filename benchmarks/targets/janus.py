@@ -43,6 +43,7 @@ from .relay import (
     Subscription,
     TargetError,
     all_connected,
+    die_with_parent,
     loopback_peer_connection,
     send_only,
     timeout_option,
@@ -145,6 +146,7 @@ class JanusServer:
                 "janus", "-C", str(config), "-F", str(config.parent),
                 env={**os.environ, "LD_PRELOAD": str(shim)},
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         try:
             await self._wait_ready()

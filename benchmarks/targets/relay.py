@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -44,6 +45,7 @@ __all__ = [
     "Subscription",
     "TargetError",
     "all_connected",
+    "die_with_parent",
     "loopback_peer_connection",
     "send_only",
     "timeout_option",
@@ -54,6 +56,7 @@ logger = logging.getLogger("benchmarks.targets.relay")
 
 DEFAULT_TIMEOUT_S = 20.0
 STOP_GRACE_S = 10.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 LONG_POLL_S = 25.0
 # Codecs the pre-encoded clip is in (benchmarks.clip): the sender only packetizes them.
 CLIP_CODECS = {"video": "video/VP8", "audio": "audio/opus"}
@@ -81,6 +84,15 @@ class TargetError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when the benchmark process dies (prctl, Linux).
+
+    A benchmark or test killed on a timeout would otherwise leave its SFU running.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def loopback_peer_connection() -> RTCPeerConnection:
@@ -157,7 +169,7 @@ class RelayServer:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "benchmarks.relay_sfu", "--port", str(port),
                 cwd=REPO_ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_parent,
             )
         try:
             await self._wait_healthy()

@@ -26,6 +26,7 @@ from tests.benchmarks.test_relay_target import (
     assert_near,
     measure_room,
     publisher_leaves_and_comes_back,
+    sfu_outlives_a_killed_benchmark,
     small_clip,
     streams_of_two_publishers,
 )
@@ -85,6 +86,10 @@ async def test_a_subscriber_follows_publishers_who_leave_and_come(
     tmp_path: Path, small_clip: EncodedClip
 ) -> None:
     await publisher_leaves_and_comes_back(JanusServer(), tmp_path, small_clip)
+
+
+def test_janus_ends_with_the_benchmark(tmp_path: Path) -> None:
+    assert not sfu_outlives_a_killed_benchmark("janus", tmp_path)
 
 
 def test_offered_addresses_reads_candidate_lines() -> None:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +35,8 @@ from benchmarks.targets import RoomClient, TargetServer, client_for
 from benchmarks.targets.relay import RelayServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 WINDOW_S = 3.0
 READY_TIMEOUT_S = 20.0
@@ -237,6 +243,33 @@ async def stream_packets(received: Received) -> dict[tuple[str, str], int]:
     return counts
 
 
+def sfu_outlives_a_killed_benchmark(kind: str, work_dir: Path) -> bool:
+    """Start a ``kind`` server from a process that dies at once: is the SFU alive 10 s on?"""
+    script = (
+        "import asyncio, os, sys\n"
+        "from pathlib import Path\n"
+        "from benchmarks.targets import server_for\n"
+        "async def main():\n"
+        f"    server = server_for({kind!r})\n"
+        f"    await server.start(Path({str(work_dir)!r}))\n"
+        "    print(server.pids()[0], flush=True)\n"
+        "    os._exit(0)  # no stop(): as if killed\n"
+        "asyncio.run(main())\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=60, check=True)
+    pid = int(completed.stdout.split()[-1])
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)  # ours: the test started it
+    return True
+
+
 def assert_near(measured: float, expected: float, tolerance: float, what: str) -> None:
     assert abs(measured - expected) <= tolerance * expected, (
         f"{what}: {measured:.1f}/s, expected {expected:.1f}/s ± {tolerance:.0%}"
@@ -274,6 +307,10 @@ async def test_a_subscriber_follows_publishers_who_leave_and_come(
     tmp_path: Path, small_clip: EncodedClip
 ) -> None:
     await publisher_leaves_and_comes_back(RelayServer(), tmp_path, small_clip)
+
+
+def test_the_relay_sfu_ends_with_the_benchmark(tmp_path: Path) -> None:
+    assert not sfu_outlives_a_killed_benchmark("relay", tmp_path)
 
 
 async def test_the_relay_sfu_refuses_bad_requests(tmp_path: Path) -> None:
