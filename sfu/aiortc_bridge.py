@@ -334,6 +334,14 @@ def intercept_sender_rtcp(
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
+def release_sender(sender: RTCRtpSender) -> None:
+    """Undo :func:`on_sender_started` and :func:`intercept_sender_rtcp` on a sender
+    taken out of use, so that the closures (and the tracks and packet caches
+    they reach) are not kept alive by a transceiver that stays in the SDP."""
+    for name in ("send", "_handle_rtcp_packet"):
+        sender.__dict__.pop(name, None)
+
+
 def intercept_receiver_rtcp(
     receiver: RTCRtpReceiver, on_sender_report: Callable[[int, int], None]
 ) -> None:

@@ -54,6 +54,8 @@ class SfuNode:
         self.recorder: Recorder | None = None
         self.counters = MediaCounters()
         self.rooms: dict[str, Room] = {}
+        # Sessions still ending (their handler may have been cancelled meanwhile).
+        self.closing: set[asyncio.Future[None]] = set()
         self._sampler: asyncio.Task[None] | None = None
         self._forwarded = RateMeter()
         self.loop_lag_ms = 0.0
@@ -232,3 +234,5 @@ class SfuNode:
         for meeting_id in list(self.rooms):
             await self.hand_over(meeting_id, "server shutting down")
         self.rooms.clear()
+        if self.closing:
+            await asyncio.wait(list(self.closing), timeout=5)

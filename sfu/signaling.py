@@ -105,7 +105,12 @@ async def serve_signaling(request: web.Request, node: SfuNode) -> web.WebSocketR
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
         await _refuse(ws, exc)
     finally:
-        await _end_session(node, participant, reported, claims)
+        # aiohttp cancels a handler whose client went away: the end of the session
+        # (room, peer connections and their sockets, the control plane) still runs.
+        ending = asyncio.ensure_future(_end_session(node, participant, reported, claims))
+        node.closing.add(ending)
+        ending.add_done_callback(node.closing.discard)
+        await asyncio.shield(ending)
         if not ws.closed:
             await ws.close()
     return ws

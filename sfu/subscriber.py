@@ -87,6 +87,9 @@ class Subscriber:
             return
         if subscription.downtrack is not None:
             subscription.track.remove_downtrack(subscription.downtrack)
+        # The transceiver stays in the SDP: it must not keep the track (and its
+        # packet cache) alive through our hooks.
+        bridge.release_sender(subscription.transceiver.sender)
         subscription.transceiver.direction = "inactive"
         self._retired.append(subscription.transceiver)
         self._renegotiate()
@@ -217,6 +220,9 @@ class Subscriber:
                 "source": s.track.source,
             }
             for s in self.subscriptions.values()
+            # One subscribed while this offer was being made is not in it
+            # (no mid yet): the next offer carries it.
+            if s.transceiver.mid is not None
         ]
         await self._send_offer(
             {"type": "subscribe-offer", "sdp": self._pc.localDescription.sdp, "tracks": tracks}
