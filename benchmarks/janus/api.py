@@ -52,9 +52,11 @@ def _check(message: Any, what: str) -> Message:
 class JanusSession:
     """A Janus session over HTTP, with its long poll and keep-alives running."""
 
-    def __init__(self, base_url: str, timeout_s: float, on_event: EventHandler | None = None):
+    def __init__(self, base_url: str, timeout_s: float, on_event: EventHandler | None = None,
+                 keepalive_s: float | None = KEEPALIVE_S):
         self.base_url = base_url.rstrip("/") + "/janus"
         self.timeout_s = timeout_s
+        self.keepalive_s = keepalive_s  # None: no keep-alives (for tests of the timeout)
         self.on_event = on_event
         self.session_id: int | None = None
         self._http = aiohttp.ClientSession()
@@ -72,10 +74,10 @@ class JanusSession:
             raise JanusError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
-    async def create(cls, base_url: str, timeout_s: float,
-                     on_event: EventHandler | None = None) -> JanusSession:
+    async def create(cls, base_url: str, timeout_s: float, on_event: EventHandler | None = None,
+                     keepalive_s: float | None = KEEPALIVE_S) -> JanusSession:
         """A new session, polled and kept alive until `destroy`."""
-        session = cls(base_url, timeout_s, on_event)
+        session = cls(base_url, timeout_s, on_event, keepalive_s)
         try:
             created = await session._post("", {"janus": "create", "transaction": _tid()},
                                           "create a session")
@@ -121,14 +123,21 @@ class JanusSession:
                 async with self._http.get(
                     url, timeout=aiohttp.ClientTimeout(total=LONG_POLL_TIMEOUT_S)
                 ) as answer:
-                    messages = await answer.json(content_type=None)
+                    gone = answer.status == 404  # no such session
+                    messages = None if gone else await answer.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError) as exc:
                 if self._closing:  # RuntimeError: the HTTP session is closed
                     return
                 logger.warning("session %s: long poll: %s", self.session_id, exc)
                 await asyncio.sleep(1.0)
                 continue
-            for message in messages if isinstance(messages, list) else [messages]:
+            batch = messages if isinstance(messages, list) else [messages]
+            gone = gone or any(isinstance(m, dict) and m.get("janus") == "timeout" for m in batch)
+            if gone:
+                # Janus ended the session (it answers 404 from then on): polling would spin.
+                logger.warning("session %s: Janus ended it (timeout)", self.session_id)
+                return
+            for message in batch:
                 if isinstance(message, dict):
                     self._dispatch(message)
 
@@ -143,8 +152,10 @@ class JanusSession:
             self.on_event(int(message.get("sender", 0)), message)
 
     async def _keep_alive(self) -> None:
+        if self.keepalive_s is None:
+            return
         while not self._closing:
-            await asyncio.sleep(KEEPALIVE_S)
+            await asyncio.sleep(self.keepalive_s)
             try:
                 await self.request({"janus": "keepalive"}, "keepalive")
             except (JanusError, RuntimeError) as exc:

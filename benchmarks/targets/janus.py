@@ -117,8 +117,11 @@ class JanusServer:
     """Runs Janus on loopback with a configuration of its own."""
 
     def __init__(self, options: Mapping[str, Any] | None = None,
-                 startup_timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 startup_timeout_s: float = DEFAULT_TIMEOUT_S,
+                 session_timeout_s: int = 60) -> None:
         self.info = TargetInfo("janus", "", dict(options or {}))
+        # Janus's own default; tests of the keep-alives make it short.
+        self.session_timeout_s = session_timeout_s
         unknown = set(self.info.options) - OPTIONS
         if unknown:
             raise ValueError(f"unknown janus options {sorted(unknown)} (known: {sorted(OPTIONS)})")
@@ -136,7 +139,8 @@ class JanusServer:
         # Spread runs over the range so that a lingering Janus cannot collide with a new one.
         low = RTP_PORT_BASE + (port % 10) * RTP_PORTS_PER_RUN
         settings = JanusSettings(http_port=port, rtp_ports=(low, low + RTP_PORTS_PER_RUN - 1),
-                                 event_loops=_event_loops(self.info.options))
+                                 event_loops=_event_loops(self.info.options),
+                                 session_timeout_s=self.session_timeout_s)
         config = write_config(work_dir / "janus", settings)
         shim = await build_shim(work_dir / "janus")
         self.info = TargetInfo("janus", f"http://127.0.0.1:{port}", self.info.options)

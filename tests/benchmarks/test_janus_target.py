@@ -9,11 +9,13 @@ re-encode).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from benchmarks.clip import EncodedClip
+from benchmarks.janus.api import KEEPALIVE_S, JanusError, JanusSession
 from benchmarks.janus.config import JanusSettings, write_config
 from benchmarks.targets.janus import (
     JanusClient,
@@ -92,6 +94,26 @@ def test_janus_ends_with_the_benchmark(tmp_path: Path) -> None:
     assert not sfu_outlives_a_killed_benchmark("janus", tmp_path)
 
 
+async def test_keepalives_keep_a_session_past_the_session_timeout(tmp_path: Path) -> None:
+    server = JanusServer(session_timeout_s=3)
+    await server.start(tmp_path)
+    kept = left = None
+    try:
+        kept = await JanusSession.create(server.info.base_url, 5.0, keepalive_s=1.0)
+        left = await JanusSession.create(server.info.base_url, 5.0, keepalive_s=None)
+        await asyncio.sleep(8.0)  # Janus checks for timed-out sessions every 2 s
+        await kept.attach()  # alive
+        with pytest.raises(JanusError, match="458"):  # JANUS_ERROR_SESSION_NOT_FOUND
+            await left.attach()
+        # Its long poll got Janus's "timeout" and stopped, instead of spinning on 404s.
+        assert [t.done() for t in left._tasks] == [True, True]
+    finally:
+        for session in (kept, left):
+            if session is not None:
+                await session.destroy()
+        await server.stop()
+
+
 def test_offered_addresses_reads_candidate_lines() -> None:
     sdp = (
         "v=0\r\na=candidate:1 1 udp 2015363327 127.0.0.1 20001 typ host\r\n"
@@ -99,6 +121,10 @@ def test_offered_addresses_reads_candidate_lines() -> None:
         "a=end-of-candidates\r\n"
     )
     assert offered_addresses(sdp) == {"127.0.0.1", "198.51.100.7"}
+
+
+def test_keepalives_go_out_well_within_janus_default_timeout() -> None:
+    assert KEEPALIVE_S <= 30.0  # Janus drops a session after 60 s without a request
 
 
 def test_the_config_keeps_janus_on_loopback(tmp_path: Path) -> None:
