@@ -9,9 +9,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # What `make run` needs, and what the tests need on top (real Chromium, real
-# Redis, `ip` and `unshare` for the loopback-only network namespace).
+# Redis, `ip` and `unshare` for the loopback-only network namespace, Janus and
+# a C compiler for the benchmark's comparison target and its getifaddrs shim).
 RUN_DEBS := python3 python3-venv
-TEST_DEBS := chromium redis-server iproute2 util-linux espeak-ng ffmpeg
+TEST_DEBS := chromium redis-server iproute2 util-linux espeak-ng ffmpeg janus gcc libc6-dev
 # Python packages whose code `mypy` checks (recorder once it exists).
 TYPED := townhall sfu control clients $(if $(wildcard recorder/__init__.py),recorder)
 PYTEST_ARGS ?=
