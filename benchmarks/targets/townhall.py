@@ -116,6 +116,9 @@ class TownhallClient:
             timeout_s=CLIENT_TIMEOUT_S,
             video_codec="VP8",
             audio_codec="opus",
+            # A dropped connection is a failure the benchmark must count (the
+            # soak's "stay connected"), not something to ride out quietly.
+            reconnect=False,
         )
         participant = await Participant.join(self.info.base_url, room, name, options=options)
         self.participant = participant
