@@ -221,8 +221,7 @@ class RateLimited(ControlError):
 
     @property
     def headers(self) -> dict[str, str]:
-        retry = self.details.get("retry_after_s", 1)
-        return {"Retry-After": str(max(1, math.ceil(float(retry))))}
+        return _retry_after(self.details)
 
 
 class Unavailable(ControlError):
@@ -232,14 +231,19 @@ class Unavailable(ControlError):
 
     @property
     def headers(self) -> dict[str, str]:
-        retry = self.details.get("retry_after_s", 1)
-        return {"Retry-After": str(max(1, math.ceil(float(retry))))}
+        return _retry_after(self.details)
 
 
 class NoNodeAvailable(Unavailable):
     """No SFU node can host the meeting now (none serving, all full, or Redis unreachable)."""
 
     code = "no_node_available"
+
+
+def _retry_after(details: dict[str, Any]) -> dict[str, str]:
+    """``Retry-After`` in whole seconds from ``details.retry_after_s`` (default 1)."""
+    retry = details.get("retry_after_s", 1)
+    return {"Retry-After": str(max(1, math.ceil(float(retry))))}
 
 
 _STATUS: tuple[tuple[type[ControlError], int], ...] = (
