@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from townhall.cluster import NODE_TTL_S, NodeRecord, Registry, RegistryUnavailable
-from townhall.cluster_bus import Bus, BusUnavailable, Handler, PeerUnreachable, RemoteError
+from townhall.cluster_bus import Bus, BusUnavailable, Handler, PeerUnreachable
 from townhall.contract import Audience, ControlEvents, Permissions, RecordingEvents, Role
 
 from .errors import NotFound, Unavailable
@@ -256,13 +256,11 @@ class ClusterMediaPlane:
     async def start_recording(
         self, meeting_id: str, recording_id: str, options: dict[str, Any]
     ) -> bool:
-        try:
-            started = await self._call(
-                meeting_id, "start_recording", False, recording_id=recording_id, options=options
-            )
-        except RemoteError as exc:
-            # The node's Recorder refused the options: as in one process, it propagates.
-            raise ValueError(str(exc)) from exc
+        # A refusal of the options by the node's Recorder arrives as a ValueError
+        # (RemoteValueError), as it would in one process.
+        started = await self._call(
+            meeting_id, "start_recording", False, recording_id=recording_id, options=options
+        )
         return bool(started)
 
     async def stop_recording(self, meeting_id: str) -> str | None:

@@ -22,8 +22,10 @@ process that is gone fails at once (:class:`PeerUnreachable`) instead of
 waiting for a timeout. The contract's refusals (``JoinRefused``,
 ``ChatRefused`` with its code, ``RecordingRefused``, ``MeetingElsewhere``)
 cross as themselves; any other failure of the callee is a
-:class:`RemoteError`. Broadcast events (roster snapshots, node load) go to
-``EVENTS_CHANNEL``, which every process may listen to.
+:class:`RemoteError` (a :class:`RemoteValueError`, still a ``ValueError``,
+when the callee refused its arguments with one). Broadcast events (roster
+snapshots, node load) go to ``EVENTS_CHANNEL``, which every process may
+listen to.
 
 When Redis goes away the bus keeps trying to resubscribe (with backoff);
 calls meanwhile fail fast with :class:`BusUnavailable`.
@@ -52,6 +54,7 @@ __all__ = [
     "Handler",
     "PeerUnreachable",
     "RemoteError",
+    "RemoteValueError",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,10 @@ class RemoteError(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+
+
+class RemoteValueError(RemoteError, ValueError):
+    """The callee refused its arguments (a ``ValueError``): still bad input here."""
 
 
 class Bus:
@@ -235,7 +242,8 @@ class Bus:
         elif kind in _REFUSALS:
             future.set_exception(_REFUSALS[kind](text))
         else:
-            future.set_exception(RemoteError(kind, text))
+            remote = RemoteValueError if error.get("value_error") else RemoteError
+            future.set_exception(remote(kind, text))
 
     def _serve(self, message: dict[str, Any], grouped: bool) -> None:
         caller = message.get("from")
@@ -273,7 +281,10 @@ class Bus:
         handler = self.handlers.get(str(message.get("method")))
         params = message.get("params")
         if handler is None or not isinstance(params, dict):
-            error = {"type": "UnknownMethod", "message": f"no method {message.get('method')!r}"}
+            error: dict[str, Any] = {
+                "type": "UnknownMethod",
+                "message": f"no method {message.get('method')!r}",
+            }
             await self._reply(caller, call_id, ok=False, error=error)
             return
         try:
@@ -284,7 +295,11 @@ class Bus:
         except Exception as exc:  # noqa: BLE001 - every failure is answered
             if type(exc).__name__ not in _REFUSALS:
                 log.exception("bus call %s failed", message.get("method"))
-            error = {"type": type(exc).__name__, "message": str(exc)}
+            error = {
+                "type": type(exc).__name__,
+                "message": str(exc),
+                "value_error": isinstance(exc, ValueError),
+            }
             await self._reply(caller, call_id, ok=False, error=error)
         else:
             await self._reply(caller, call_id, ok=True, result=result)

@@ -18,6 +18,7 @@ from townhall.cluster_bus import (
     BusUnavailable,
     PeerUnreachable,
     RemoteError,
+    RemoteValueError,
 )
 from townhall.cluster_redis import connect
 from townhall.contract import ChatRefused, JoinRefused, MeetingElsewhere
@@ -69,7 +70,16 @@ async def test_contract_refusals_cross_as_themselves(redis_server: Any, buses: l
     async def broken() -> None:
         raise KeyError("boom")
 
-    handlers = {"join": join, "chat": chat, "elsewhere": elsewhere, "broken": broken}
+    async def bad_options() -> None:
+        raise ValueError("encryption needs a key")
+
+    handlers = {
+        "join": join,
+        "chat": chat,
+        "elsewhere": elsewhere,
+        "broken": broken,
+        "bad_options": bad_options,
+    }
     await start(redis_server.url, buses, "control-1", handlers)
     caller = await start(redis_server.url, buses, "node-1")
     with pytest.raises(JoinRefused, match="m1: you were removed"):
@@ -82,6 +92,10 @@ async def test_contract_refusals_cross_as_themselves(redis_server: Any, buses: l
     with pytest.raises(RemoteError) as failed:
         await caller.call("control-1", "broken")
     assert failed.value.kind == "KeyError"
+    assert not isinstance(failed.value, ValueError)
+    with pytest.raises(ValueError, match="encryption needs a key") as refused_options:
+        await caller.call("control-1", "bad_options")
+    assert isinstance(refused_options.value, RemoteValueError)
     with pytest.raises(RemoteError) as unknown:
         await caller.call("control-1", "no_such_method")
     assert unknown.value.kind == "UnknownMethod"
