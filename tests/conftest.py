@@ -134,12 +134,20 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    data_dir: Path,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    *,
+    port: int | None = None,
+    log_name: str = "server",
 ) -> TownhallServer:
-    """Start ``townhall serve`` and wait until ``/healthz`` answers; fail with its output."""
-    port = free_port()
+    """Start ``townhall serve`` and wait until ``/healthz`` answers; fail with its output.
+
+    ``port``: a given one (a restart on the same address), else a free one.
+    """
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    log_path = data_dir.parent / f"{data_dir.name}-{log_name}.log"
     environment = {
         **os.environ,
         "TOWNHALL_API_KEY": TEST_API_KEY,
