@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,38 @@ async def _end(process: asyncio.subprocess.Process, what: str) -> int:
             await asyncio.wait_for(process.wait(), STOP_GRACE_S)
     assert process.returncode is not None
     return process.returncode
+
+
+async def _ok(answer: aiohttp.ClientResponse) -> bool:
+    return answer.status == 200
+
+
+async def wait_answering(
+    what: str,
+    process: asyncio.subprocess.Process,
+    url: str,
+    log_path: Path,
+    timeout_s: float,
+    ready: Callable[[aiohttp.ClientResponse], Awaitable[bool]] = _ok,
+) -> None:
+    """Poll ``url`` until ``ready(answer)``; LoadProcessError (with the log's tail)
+    when the process exits first or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise LoadProcessError(
+                    f"{what} exited with {process.returncode}:\n{log_tail(log_path)}"
+                )
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                timeout = aiohttp.ClientTimeout(total=1)
+                async with http.get(url, timeout=timeout) as answer:
+                    if await ready(answer):
+                        return
+            await asyncio.sleep(0.1)
+    raise LoadProcessError(
+        f"{what} did not answer {url} within {timeout_s:g} s:\n{log_tail(log_path)}"
+    )
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -121,23 +154,8 @@ class ServerProcess:
         return server
 
     async def _wait_healthy(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    raise LoadProcessError(
-                        f"townhall serve exited with {self.process.returncode}:\n"
-                        f"{log_tail(self.log_path)}"
-                    )
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    timeout = aiohttp.ClientTimeout(total=1)
-                    async with http.get(self.base_url + "/healthz", timeout=timeout) as answer:
-                        if answer.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise LoadProcessError(
-            f"townhall serve did not answer /healthz within {timeout_s:g} s:\n"
-            f"{log_tail(self.log_path)}"
+        await wait_answering(
+            "townhall serve", self.process, self.base_url + "/healthz", self.log_path, timeout_s
         )
 
     async def create_meeting(self, title: str) -> str:

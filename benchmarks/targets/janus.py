@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import signal
-import time
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from ..janus.api import JanusError, JanusHandle, JanusSession, plugin_data
 from ..janus.config import JanusSettings, write_config
 from ..janus.shim import build_shim
-from ..processes import LoadProcessError, free_port, log_tail
+from ..processes import free_port, wait_answering
 from . import OnReceiver, TargetInfo, TargetUnavailable
 from .relay import OPTIONS as CLIENT_OPTIONS
 from .relay import (
@@ -160,21 +159,19 @@ class JanusServer:
 
     async def _wait_ready(self) -> None:
         assert self._process is not None and self.log_path is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    raise LoadProcessError(f"janus exited with {self._process.returncode}:\n"
-                                           f"{log_tail(self.log_path)}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-                    async with http.get(self.info.base_url + "/janus/info",
-                                        timeout=aiohttp.ClientTimeout(total=1)) as answer:
-                        info = await answer.json(content_type=None)
-                        if "janus.plugin.videoroom" in info.get("plugins", {}):
-                            return
-                await asyncio.sleep(0.1)
-        raise LoadProcessError(f"janus did not answer /janus/info within "
-                               f"{self.startup_timeout_s:g} s:\n{log_tail(self.log_path)}")
+
+        async def videoroom_loaded(answer: aiohttp.ClientResponse) -> bool:
+            info = await answer.json(content_type=None)
+            return "janus.plugin.videoroom" in info.get("plugins", {})
+
+        await wait_answering(
+            "janus",
+            self._process,
+            self.info.base_url + "/janus/info",
+            self.log_path,
+            self.startup_timeout_s,
+            videoroom_loaded,
+        )
 
     def pids(self) -> list[int]:
         return [] if self._process is None else [self._process.pid]

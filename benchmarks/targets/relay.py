@@ -34,7 +34,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from ..processes import REPO_ROOT, LoadProcessError, free_port, log_tail
+from ..processes import REPO_ROOT, free_port, wait_answering
 from ..relay_sfu import bundled_configuration, gather_on
 from . import OnReceiver, TargetInfo
 
@@ -179,20 +179,13 @@ class RelayServer:
 
     async def _wait_healthy(self) -> None:
         assert self._process is not None and self.log_path is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self._process.returncode is not None:
-                    raise LoadProcessError(f"the relay SFU exited with {self._process.returncode}"
-                                           f":\n{log_tail(self.log_path)}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with http.get(self.info.base_url + "/healthz",
-                                        timeout=aiohttp.ClientTimeout(total=1)) as answer:
-                        if answer.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise LoadProcessError(f"the relay SFU did not answer within {self.startup_timeout_s:g}"
-                               f" s:\n{log_tail(self.log_path)}")
+        await wait_answering(
+            "the relay SFU",
+            self._process,
+            self.info.base_url + "/healthz",
+            self.log_path,
+            self.startup_timeout_s,
+        )
 
     def pids(self) -> list[int]:
         return [] if self._process is None else [self._process.pid]
