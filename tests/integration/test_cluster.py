@@ -17,9 +17,10 @@ Run as root in a loopback-only namespace (see tests/integration/test_forwarding.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,21 @@ async def join_publishing(
     )
     await participant.publish(SyntheticAudioTrack(), SyntheticVideoTrack(160, 120))
     return participant, tap
+
+
+@contextlib.asynccontextmanager
+async def publishing(
+    cluster: Cluster, meeting_id: str, *names: str
+) -> AsyncIterator[list[tuple[Participant, RtpTap]]]:
+    """Participants who publish in the meeting for the block, and leave after it."""
+    joined: list[tuple[Participant, RtpTap]] = []
+    try:
+        for name in names:
+            joined.append(await join_publishing(cluster, meeting_id, name))
+        yield joined
+    finally:
+        for participant, _ in joined:
+            await participant.leave()
 
 
 def join_url(cluster: Cluster, meeting_id: str, name: str, control: Any = None) -> str:
@@ -131,9 +147,10 @@ async def test_a_killed_nodes_meeting_moves_and_its_clients_come_back(cluster: C
     cluster.start_node("n1")
     cluster.start_node("n2")
     meeting_id = cluster.control.create_meeting("failover")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
-    try:
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [
+        (alice, alice_tap),
+        (bob, bob_tap),
+    ]:
         await flowing(alice_tap)
         await flowing(bob_tap)
         victim = cluster.host_of(meeting_id)
@@ -151,9 +168,6 @@ async def test_a_killed_nodes_meeting_moves_and_its_clients_come_back(cluster: C
         assert recovered_s <= FAILOVER_TARGET_S * 1.5, f"failover took {recovered_s:.1f} s"
         roster = cluster.control.api("GET", f"/api/v1/meetings/{meeting_id}/participants")
         print("roster after failover:", roster)
-    finally:
-        await alice.leave()
-        await bob.leave()
 
 
 async def test_a_draining_node_takes_no_new_meetings_and_exits_when_empty(
@@ -163,8 +177,7 @@ async def test_a_draining_node_takes_no_new_meetings_and_exits_when_empty(
     cluster.start_node("n1")
     cluster.start_node("n2")
     meeting_id = cluster.control.create_meeting("stays")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    try:
+    async with publishing(cluster, meeting_id, "Alice") as [(_, alice_tap)]:
         await flowing(alice_tap, packets=0)
         draining = cluster.host_of(meeting_id)
         assert draining is not None
@@ -178,8 +191,6 @@ async def test_a_draining_node_takes_no_new_meetings_and_exits_when_empty(
         # Its own meeting goes on there: a newcomer joins it on the draining node.
         assert cluster.node_for_url(join_url(cluster, meeting_id, "Di")) == draining
         assert cluster.nodes[draining].process.poll() is None
-    finally:
-        await alice.leave()
     await asyncio.to_thread(cluster.nodes[draining].process.wait, 15)
     assert cluster.nodes[draining].process.returncode == 0
     await asyncio.to_thread(
@@ -192,9 +203,10 @@ async def test_draining_with_migrate_moves_everyone_now(cluster: Cluster) -> Non
     cluster.start_node("n1")
     cluster.start_node("n2")
     meeting_id = cluster.control.create_meeting("moves")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
-    try:
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [
+        (_, alice_tap),
+        (_, bob_tap),
+    ]:
         await flowing(bob_tap)
         source = cluster.host_of(meeting_id)
         assert source is not None
@@ -206,18 +218,16 @@ async def test_draining_with_migrate_moves_everyone_now(cluster: Cluster) -> Non
         await flowing(bob_tap)
         target = cluster.host_of(meeting_id)
         assert target is not None and target != source
-    finally:
-        await alice.leave()
-        await bob.leave()
 
 
 async def test_redis_stopped_mid_meeting(cluster: Cluster, redis_server: RedisServer) -> None:
     cluster.start_control()
     cluster.start_node("n1")
     meeting_id = cluster.control.create_meeting("outage")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
-    try:
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [
+        (_, alice_tap),
+        (_, bob_tap),
+    ]:
         await flowing(bob_tap)
         redis_server.stop()
         # Media already flowing keeps flowing.
@@ -253,9 +263,6 @@ async def test_redis_stopped_mid_meeting(cluster: Cluster, redis_server: RedisSe
             "n1 holding its meeting's lease after FLUSHALL",
         )
         await flowing(alice_tap)
-    finally:
-        await alice.leave()
-        await bob.leave()
 
 
 def test_a_lobby_decision_on_one_control_plane_wakes_a_poll_on_another(
@@ -338,14 +345,12 @@ async def test_a_control_plane_dies_and_another_serves_the_same_meetings(
     second = cluster.start_control()
     cluster.start_node("n1")
     meeting_id = first.create_meeting("survives")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    try:
+    async with publishing(cluster, meeting_id, "Alice") as [(_, alice_tap)]:
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
         cluster.controls.remove(first)  # later calls go to the survivor
         # The node's calls (Bob connecting) are answered by the other control plane.
-        bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
-        try:
+        async with publishing(cluster, meeting_id, "Bob") as [(_, bob_tap)]:
             await flowing(alice_tap)
             await flowing(bob_tap)
             roster = second.api("GET", f"/api/v1/meetings/{meeting_id}/participants")
@@ -353,10 +358,6 @@ async def test_a_control_plane_dies_and_another_serves_the_same_meetings(
                 "Alice",
                 "Bob",
             }
-        finally:
-            await bob.leave()
-    finally:
-        await alice.leave()
 
 
 async def test_a_node_that_lost_its_meetings_lease_hands_the_meeting_over(
@@ -366,9 +367,10 @@ async def test_a_node_that_lost_its_meetings_lease_hands_the_meeting_over(
     cluster.start_node("n1")
     cluster.start_node("n2")
     meeting_id = cluster.control.create_meeting("one home")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
-    try:
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [
+        (_, alice_tap),
+        (_, bob_tap),
+    ]:
         await flowing(alice_tap)
         await flowing(bob_tap)
         first = cluster.host_of(meeting_id)
@@ -387,9 +389,6 @@ async def test_a_node_that_lost_its_meetings_lease_hands_the_meeting_over(
         await flowing(alice_tap)
         await flowing(bob_tap)
         assert cluster.host_of(meeting_id) == other
-    finally:
-        await alice.leave()
-        await bob.leave()
 
 
 def test_region_placement_prefers_the_control_planes_region(cluster: Cluster) -> None:
@@ -411,10 +410,11 @@ async def test_a_recording_on_a_node_is_kept_by_the_control_plane(cluster: Clust
     cluster.start_control()
     cluster.start_node("n1")
     meeting_id = cluster.control.create_meeting("recorded")["id"]
-    alice, alice_tap = await join_publishing(cluster, meeting_id, "Alice")
-    bob, bob_tap = await join_publishing(cluster, meeting_id, "Bob")
     base = f"/api/v1/meetings/{meeting_id}"
-    try:
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [
+        (alice, alice_tap),
+        (bob, bob_tap),
+    ]:
         await flowing(alice_tap)
         await flowing(bob_tap)
         started = await asyncio.to_thread(
@@ -436,18 +436,16 @@ async def test_a_recording_on_a_node_is_kept_by_the_control_plane(cluster: Clust
             (p.participant_id, kind) for p in (alice, bob) for kind in ("audio", "video")
         )
         assert all(f["bytes"] > 0 and f["duration_s"] > 1 for f in recording["files"])
-    finally:
-        await alice.leave()
-        await bob.leave()
 
 
 async def test_chat_over_the_socket_and_over_rest_reaches_everyone(cluster: Cluster) -> None:
     cluster.start_control()
     cluster.start_node("n1")
     meeting_id = cluster.control.create_meeting("chat")["id"]
-    alice, _ = await join_publishing(cluster, meeting_id, "Alice")
-    bob, _ = await join_publishing(cluster, meeting_id, "Bob")
-    try:
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [
+        (alice, _),
+        (bob, _),
+    ]:
         # Over the socket: the node asks a control plane (bus) to check and keep it.
         await alice.send_chat("hello from the node")
         await bob.wait_until(
@@ -468,6 +466,3 @@ async def test_chat_over_the_socket_and_over_rest_reaches_everyone(cluster: Clus
         )
         texts = [m["text"] for m in history["messages"]]
         assert texts == ["hello from the node", "hello from the API"]
-    finally:
-        await alice.leave()
-        await bob.leave()
