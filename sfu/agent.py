@@ -84,7 +84,6 @@ class NodeAgent:
         self.state: Literal["serving", "draining"] = "serving"
         self.started_at = time.time()
         self.drained = asyncio.Event()
-        self.registered = asyncio.Event()
         # Meetings whose lease this node holds -> when it claimed them (monotonic).
         self._hosted: dict[str, float] = {}
         self._cpu = _CpuMeter()
@@ -179,7 +178,6 @@ class NodeAgent:
         if self._registry_down:
             log.info("registry reachable again: node %s registered", node_id)
             self._registry_down = False
-        self.registered.set()
         for meeting_id in lost:
             log.warning("meeting %s is leased to another node now: handing it over", meeting_id)
             await self.node.hand_over(meeting_id, "the meeting moved to another node")
@@ -286,16 +284,12 @@ class NodeAgent:
         async def node_stats() -> dict[str, Any]:
             return node.node_stats()
 
-        async def remove_and_forget(meeting_id: str, participant_id: str, reason: str) -> bool:
-            removed = await node.remove_participant(meeting_id, participant_id, reason)
-            self.roster_changed()
-            return removed
-
         async def drain(migrate: bool = False) -> dict[str, Any]:
             return await self.drain(migrate)
 
         return {
-            "remove_participant": remove_and_forget,
+            # The session's end announces the new roster (RemoteControl's before_leave).
+            "remove_participant": node.remove_participant,
             "mute_participant": node.mute_participant,
             "end_meeting": node.end_meeting,
             "set_permissions": set_permissions,

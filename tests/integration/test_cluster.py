@@ -466,3 +466,24 @@ async def test_chat_over_the_socket_and_over_rest_reaches_everyone(cluster: Clus
         )
         texts = [m["text"] for m in history["messages"]]
         assert texts == ["hello from the node", "hello from the API"]
+
+
+async def test_a_host_removes_someone_on_another_process(cluster: Cluster) -> None:
+    cluster.start_control()
+    cluster.start_node("n1")
+    meeting_id = cluster.control.create_meeting("moderated")["id"]
+    async with publishing(cluster, meeting_id, "Alice", "Bob") as [(alice, _), (bob, _)]:
+        await alice.wait_until(lambda: bob.participant_id in alice.participants, WAIT_S, "Bob")
+        path = f"/api/v1/meetings/{meeting_id}/participants/{bob.participant_id}/remove"
+        await asyncio.to_thread(cluster.control.api, "POST", path, {})
+        # The control plane asked the node over the bus; Bob gets bye and does not come back.
+        await bob.wait_until(lambda: bob.end_reason is not None, WAIT_S, "Bob sent away")
+        assert bob.end_reason is not None and bob.end_reason.startswith("bye")
+        await alice.wait_until(
+            lambda: bob.participant_id not in alice.participants, WAIT_S, "Bob gone at Alice"
+        )
+        roster = await asyncio.to_thread(
+            cluster.control.api, "GET", f"/api/v1/meetings/{meeting_id}/participants"
+        )
+        [entry] = [p for p in roster["participants"] if p["participant_id"] == bob.participant_id]
+        assert entry["status"] == "removed" and not entry["connected"]
